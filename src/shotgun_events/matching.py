@@ -1,0 +1,96 @@
+"""Which events a callback wants: the classic ``matchEvents`` dict, compiled once.
+
+Pure logic, no I/O, so it is tested in microseconds. It must never accept a malformed
+``matchEvents`` silently: a plugin author's typo is reported when the plugin loads.
+
+Semantics (the plugin contract in DESIGN.md):
+- ``None`` or ``{}``: every event.
+- Otherwise keys are event types; the key ``'*'`` matches any event type. An event matches
+  when the entry for its own type matches, or the ``'*'`` entry does.
+- A value of ``None``, ``'*'`` or a list containing ``'*'`` matches any attribute; a string or
+  a list of strings matches those ``attribute_name`` values exactly. (The classic daemon
+  tested a string value with ``in``, which matched substrings: ``'code'`` matched
+  ``'sg_code'``. That bug is fixed here.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, FrozenSet, Mapping, Optional
+
+ANY = "*"
+
+# None in this table means "any attribute".
+AttributeFilter = Optional[FrozenSet[str]]
+
+
+class MatchEventsError(ValueError):
+    """A ``matchEvents`` value that cannot mean anything; raised when a callback registers."""
+
+
+class EventMatcher:
+    """A compiled ``matchEvents``: the event types it wants and, per type, the attributes."""
+
+    __slots__ = ("_by_type", "_wildcard", "event_types")
+
+    def __init__(self, match_events: Optional[Mapping[str, Any]] = None) -> None:
+        if match_events is not None and not isinstance(match_events, Mapping):
+            raise MatchEventsError(
+                f"matchEvents must be a dict of event type -> attribute names, "
+                f"got {type(match_events).__name__}"
+            )
+        self._by_type: Dict[str, AttributeFilter] = {}
+        self._wildcard: Optional[AttributeFilter] = None
+        has_wildcard = False
+        if not match_events:
+            has_wildcard = True
+        else:
+            for event_type, attributes in match_events.items():
+                if not isinstance(event_type, str) or not event_type:
+                    raise MatchEventsError(f"matchEvents key {event_type!r} is not an event type")
+                compiled = _compile_attributes(event_type, attributes)
+                if event_type == ANY:
+                    has_wildcard = True
+                    self._wildcard = compiled
+                else:
+                    self._by_type[event_type] = compiled
+        #: The event types this matcher can accept; None when it accepts any type.
+        self.event_types: Optional[FrozenSet[str]] = (
+            None if has_wildcard else frozenset(self._by_type)
+        )
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        """True when the callback wants this event."""
+        attribute = event.get("attribute_name")
+        event_type = event.get("event_type")
+        if event_type in self._by_type and _attribute_ok(self._by_type[event_type], attribute):
+            return True
+        if self.event_types is None:
+            return _attribute_ok(self._wildcard, attribute)
+        return False
+
+
+def _attribute_ok(allowed: AttributeFilter, attribute: Optional[str]) -> bool:
+    return allowed is None or (attribute is not None and attribute in allowed)
+
+
+def _compile_attributes(event_type: str, attributes: Any) -> AttributeFilter:
+    """Turn one matchEvents value into None (any attribute) or an exact set of names."""
+    if attributes is None or attributes == ANY:
+        return None
+    if isinstance(attributes, str):
+        return frozenset([attributes])
+    try:
+        names = list(attributes)
+    except TypeError:
+        raise MatchEventsError(
+            f"matchEvents[{event_type!r}] must be None, an attribute name or a list of "
+            f"names, got {type(attributes).__name__}"
+        ) from None
+    for name in names:
+        if not isinstance(name, str):
+            raise MatchEventsError(
+                f"matchEvents[{event_type!r}] contains {name!r}, which is not an attribute name"
+            )
+    if ANY in names:
+        return None
+    return frozenset(names)

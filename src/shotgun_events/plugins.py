@@ -1,0 +1,422 @@
+"""Plugin folders, plugin modules, hot reload, and the classic plugin API.
+
+This is the only module that speaks the classic camelCase API plugins call
+(``registerCallbacks(reg)``, ``reg.registerCallback(...)``, ``reg.setEmails(...)``,
+``reg.getLogger()``), so that plugins written for the classic shotgunEvents daemon run
+unchanged. It decides which callbacks want an event and how they are called; it never
+decides when: that is the worker's job (workers.py), and it never touches saved positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import stat
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
+
+import shotgun_api3
+
+from .matching import EventMatcher
+
+#: What a plugin asked for with ``reg.setEmails``: False, True (default recipients) or addresses.
+EmailSetting = Union[bool, Tuple[str, ...]]
+
+#: (mtime_ns, size, inode): a file counts as changed when any of these differ, not only when
+#: it is newer (a file restored from a backup is older, and must reload too).
+FileSignature = Tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class PluginEnvironment:
+    """What plugins need from the engine, passed down so this module imports nothing above it."""
+
+    server: str
+    proxy_server: Optional[str] = None
+    use_session_uuid: bool = False
+    site_timeout: Optional[float] = None
+    #: Called with every secret a plugin registers (script keys), so the logs can hide them.
+    add_secret: Callable[[str], None] = lambda secret: None
+    #: Called with each plugin's logger after (re)loading, so log files can be attached.
+    on_plugin_logger: Callable[[str, logging.Logger], None] = lambda name, logger: None
+    #: The level plugin loggers start at (the config's ``logging`` option).
+    log_level: int = logging.INFO
+
+
+class PluginLoadError(Exception):
+    """A plugin that cannot be used until its file changes; the message says why."""
+
+
+class Callback:
+    """One registered callback: what it matches, its connection, and how to call it."""
+
+    def __init__(
+        self,
+        plugin: Plugin,
+        script_name: str,
+        script_key: str,
+        function: Callable[..., Any],
+        matcher: EventMatcher,
+        args: Any,
+        stop_on_error: bool,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.plugin = plugin
+        self.name = _callback_name(function)
+        self.function = function
+        self.matcher = matcher
+        self.args = args
+        self.stop_on_error = bool(stop_on_error)
+        self.options = dict(options)
+        self.logger = logging.getLogger(f"{plugin.logger.name}.{self.name}")
+        self._script_name = script_name
+        self._script_key = script_key
+        self._sg: Optional[shotgun_api3.Shotgun] = None
+
+    def __repr__(self) -> str:
+        return f"<Callback {self.plugin.name}.{self.name}>"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.plugin.name}.{self.name}"
+
+    @property
+    def sg(self) -> shotgun_api3.Shotgun:
+        """The callback's own site connection, made at first use.
+
+        Made lazily so that an unreachable site, or a wrong key, does not stop the plugin
+        from loading: the failure then belongs to the first event, where it is reported.
+        """
+        if self._sg is None:
+            env = self.plugin.environment
+            sg = shotgun_api3.Shotgun(
+                env.server,
+                self._script_name,
+                self._script_key,
+                http_proxy=env.proxy_server or None,
+                connect=False,
+            )
+            if env.site_timeout:
+                sg.config.timeout_secs = env.site_timeout
+            self._sg = sg
+        return self._sg
+
+    def __call__(self, event: Dict[str, Any]) -> None:
+        """Run the callback on one event, exactly as the classic daemon did."""
+        sg = self.sg
+        if self.plugin.environment.use_session_uuid:
+            sg.set_session_uuid(event.get("session_uuid"))
+        self.function(sg, self.logger, event, self.args)
+
+
+class Registrar:
+    """The ``reg`` object handed to ``registerCallbacks(reg)``: the classic plugin API."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self._plugin = plugin
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._plugin.logger
+
+    def getLogger(self) -> logging.Logger:  # noqa: N802 - classic API
+        return self._plugin.logger
+
+    def setEmails(self, *emails: Any) -> None:  # noqa: N802 - classic API
+        """False: no error emails; True: the configured recipients; else these addresses."""
+        self._plugin.emails = _email_setting(emails)
+
+    def registerCallback(  # noqa: N802 - classic API
+        self,
+        sgScriptName: str,  # noqa: N803
+        sgScriptKey: str,  # noqa: N803
+        callback: Callable[..., Any],
+        matchEvents: Optional[Mapping[str, Any]] = None,  # noqa: N803
+        args: Any = None,
+        stopOnError: bool = True,  # noqa: N803
+        **options: Any,
+    ) -> None:
+        """Register ``callback(sg, logger, event, args)`` for the events ``matchEvents`` names.
+
+        Extra keyword options (``retry``, ``timeout``) are this daemon's additions; classic
+        plugins never pass them and get the classic behaviour.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback {callback!r} is not callable")
+        if not sgScriptName or not sgScriptKey:
+            raise ValueError("registerCallback needs a script name and a script key")
+        unknown = set(options) - KNOWN_CALLBACK_OPTIONS
+        if unknown:
+            raise TypeError(f"registerCallback got unknown options: {', '.join(sorted(unknown))}")
+        self._plugin.environment.add_secret(str(sgScriptKey))
+        matcher = EventMatcher(matchEvents)
+        self._plugin.add_callback(
+            Callback(
+                self._plugin,
+                str(sgScriptName),
+                str(sgScriptKey),
+                callback,
+                matcher,
+                args,
+                stopOnError,
+                options,
+            )
+        )
+
+
+#: Keyword options of registerCallback beyond the classic ones.
+KNOWN_CALLBACK_OPTIONS = frozenset({"retry", "timeout"})
+
+
+@dataclass
+class Plugin:
+    """One plugin file: its module, its callbacks, and whether it may run."""
+
+    folder: str
+    path: Path
+    environment: PluginEnvironment
+    name: str = field(init=False)
+    logger: logging.Logger = field(init=False)
+    callbacks: List[Callback] = field(default_factory=list, init=False)
+    emails: EmailSetting = field(default=True, init=False)
+    module: Optional[ModuleType] = field(default=None, init=False, repr=False)
+    signature: Optional[FileSignature] = field(default=None, init=False)
+    active: bool = field(default=False, init=False)
+    inactive_reason: Optional[str] = field(default="not loaded yet", init=False)
+    _by_type: Dict[Optional[str], Tuple[Callback, ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.path.stem
+        self.logger = logging.getLogger(f"plugin.{self.name}")
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        """The plugin's key in the state file: (folder as configured, plugin name)."""
+        return (self.folder, self.name)
+
+    @property
+    def event_types(self) -> Optional[FrozenSet[str]]:
+        """Event types any callback can match; None when some callback takes every type."""
+        types: set = set()
+        for callback in self.callbacks:
+            if callback.matcher.event_types is None:
+                return None
+            types |= callback.matcher.event_types
+        return frozenset(types)
+
+    def add_callback(self, callback: Callback) -> None:
+        self.callbacks.append(callback)
+        self._by_type.clear()
+
+    def callbacks_for(self, event: Mapping[str, Any]) -> Tuple[Callback, ...]:
+        """The callbacks that want this event, in registration order.
+
+        Indexed by event type, so the cost per event does not grow with the number of
+        callbacks that want other types.
+        """
+        event_type = event.get("event_type")
+        candidates = self._by_type.get(event_type)
+        if candidates is None:
+            candidates = tuple(
+                cb
+                for cb in self.callbacks
+                if cb.matcher.event_types is None or event_type in cb.matcher.event_types
+            )
+            self._by_type[event_type] = candidates
+        return tuple(cb for cb in candidates if cb.matcher.matches(event))
+
+    def load(self) -> bool:
+        """(Re)load the module and its callbacks; on failure the plugin stays inactive.
+
+        The file's signature is taken before reading it, so an edit made while loading
+        is seen as a change by the next scan.
+        """
+        with self._lock:
+            self.signature = file_signature(self.path)
+            self.callbacks = []
+            self._by_type = {}
+            self.emails = True
+            self.logger.setLevel(self.environment.log_level)
+            self.environment.on_plugin_logger(self.name, self.logger)
+            try:
+                self.module = load_plugin_module(self.path, self.folder)
+                register = getattr(self.module, "registerCallbacks", None)
+                if not callable(register):
+                    raise PluginLoadError("it defines no registerCallbacks(reg) function")
+                register(Registrar(self))
+            except BaseException as error:  # noqa: BLE001 - a plugin must never stop the engine
+                self._fail_load(error)
+                return False
+            if not self.callbacks:
+                self.logger.warning("Plugin %s registered no callbacks.", self.path)
+            self.active = True
+            self.inactive_reason = None
+            return True
+
+    def _fail_load(self, error: BaseException) -> None:
+        self.callbacks = []
+        self._by_type = {}
+        self.active = False
+        if isinstance(error, PluginLoadError):
+            detail = str(error)
+        else:
+            detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.inactive_reason = f"failed to load: {detail.strip().splitlines()[-1]}"
+        self.logger.error(
+            "Could not load plugin %s; it stays inactive until its file changes.\n%s",
+            self.path,
+            detail,
+        )
+
+    def deactivate(self, reason: str) -> None:
+        """Stop running this plugin until its file changes (or an operator retries it)."""
+        self.active = False
+        self.inactive_reason = reason
+
+
+def _callback_name(function: Callable[..., Any]) -> str:
+    """The classic naming: a function's __name__, else the callable object's class name."""
+    name = getattr(function, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return type(function).__name__
+
+
+def _email_setting(emails: Tuple[Any, ...]) -> EmailSetting:
+    if emails in ((True,), ()):
+        return True
+    if emails == (False,):
+        return False
+    addresses: List[str] = []
+    for item in emails:
+        if isinstance(item, str):
+            addresses.append(item)
+        elif isinstance(item, (list, tuple, set)) and all(isinstance(a, str) for a in item):
+            addresses.extend(item)
+        else:
+            raise TypeError(
+                f"setEmails takes False, True, or one or more email addresses; got {item!r}"
+            )
+    return tuple(addresses)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def module_name_for(path: Path, folder: str) -> str:
+    """A private, stable module name: plugins from two folders may share a file name."""
+    digest = hashlib.sha1(folder.encode("utf-8")).hexdigest()[:8]
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"_shotgun_events_plugin_{digest}_{stem}"
+
+
+def load_plugin_module(path: Path, folder: str) -> ModuleType:
+    """Import a plugin file as a real module under a private name, its folder importable.
+
+    The source is compiled from the file's bytes on every load rather than through the
+    import system's bytecode cache, whose one-second mtime resolution can serve stale code
+    after a quick edit.
+    """
+    folder_path = str(path.parent)
+    if folder_path not in sys.path:
+        sys.path.append(folder_path)
+    name = module_name_for(path, folder)
+    source = path.read_bytes()
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:  # pragma: no cover - only for paths importlib cannot describe
+        raise PluginLoadError(f"cannot make a module for {path}")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def file_signature(path: Path) -> Optional[FileSignature]:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What a plugin folder holds now: plugin files by name, or why it cannot be read."""
+
+    files: Dict[str, Tuple[Path, FileSignature]]
+    refused: Dict[str, str]
+    error: Optional[str] = None
+
+
+def is_plugin_file(name: str) -> bool:
+    return name.endswith(".py") and not name.startswith((".", "_"))
+
+
+def unsafe_permissions(info: os.stat_result, what: str) -> Optional[str]:
+    """Why a plugin file or folder must not be loaded, or None when it is safe.
+
+    Anyone who can write a plugin can run code as the daemon's user, so files and folders
+    writable by other users, or owned by someone other than root or this user, are refused.
+    """
+    if info.st_mode & stat.S_IWOTH:
+        return f"{what} is writable by every user (chmod o-w to allow it)"
+    if info.st_mode & stat.S_IWGRP:
+        return f"{what} is writable by its group (chmod g-w to allow it)"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{what} is owned by uid {info.st_uid}, not by root or the daemon's user"
+    return None
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """List a folder's plugin files with their signatures, refusing unsafe ones."""
+    try:
+        folder_info = folder.stat()
+        if not stat.S_ISDIR(folder_info.st_mode):
+            return FolderScan({}, {}, f"{folder} is not a folder")
+        problem = unsafe_permissions(folder_info, f"plugin folder {folder}")
+        if problem:
+            return FolderScan({}, {}, problem)
+        entries = list(os.scandir(folder))
+    except OSError as error:
+        return FolderScan({}, {}, f"cannot read plugin folder {folder}: {error.strerror or error}")
+    files: Dict[str, Tuple[Path, FileSignature]] = {}
+    refused: Dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: e.name):
+        if not is_plugin_file(entry.name):
+            continue
+        try:
+            info = entry.stat()
+        except OSError:
+            continue  # vanished between listing and stat: the next scan settles it
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        name = entry.name[:-3]
+        problem = unsafe_permissions(info, f"plugin file {entry.path}")
+        if problem:
+            refused[name] = problem
+            continue
+        files[name] = (Path(entry.path), (info.st_mtime_ns, info.st_size, info.st_ino))
+    return FolderScan(files, refused)
