@@ -1,0 +1,203 @@
+"""Loading plugins: the classic Registrar API, real modules, failures, folder scanning."""
+
+import os
+import pickle
+import sys
+import textwrap
+
+import pytest
+
+from shotgun_events.plugins import Plugin, PluginEnvironment, file_signature, scan_folder
+
+ENV = PluginEnvironment(server="http://127.0.0.1:9")  # nothing listens there
+
+
+def write(path, source):
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def load(tmp_path, source, name="myplugin", environment=ENV):
+    path = write(tmp_path / f"{name}.py", source)
+    plugin = Plugin(str(tmp_path), path, environment)
+    return plugin, plugin.load()
+
+
+def test_classic_plugin_registers_callbacks_with_the_camel_case_api(tmp_path):
+    plugin, loaded = load(
+        tmp_path,
+        """
+        def registerCallbacks(reg):
+            reg.setEmails(False)
+            reg.logger.info("hello")
+            assert reg.getLogger() is reg.logger
+            reg.registerCallback('script', 'key-123456', first, {'Shotgun_Task_Change': None},
+                                 args={'x': 1}, stopOnError=False)
+            reg.registerCallback('script', 'key-123456', Second())
+
+        def first(sg, logger, event, args):
+            pass
+
+        class Second(object):
+            def __call__(self, sg, logger, event, args):
+                pass
+        """,
+    )
+    assert loaded and plugin.active
+    assert plugin.emails is False
+    assert plugin.logger.name == "plugin.myplugin"
+    first, second = plugin.callbacks
+    assert (first.name, second.name) == ("first", "Second")
+    assert first.logger.name == "plugin.myplugin.first"
+    assert first.args == {"x": 1} and first.stop_on_error is False
+    assert second.stop_on_error is True
+    assert plugin.event_types is None  # Second takes every event
+
+
+def test_plugin_is_a_real_module_so_dataclasses_and_pickling_work(tmp_path):
+    write(tmp_path / "_helper.py", "VALUE = 42\n")
+    plugin, loaded = load(
+        tmp_path,
+        """
+        import dataclasses
+        from _helper import VALUE
+
+        @dataclasses.dataclass
+        class Shot:
+            code: str
+            frames: int = VALUE
+
+        def registerCallbacks(reg):
+            reg.registerCallback('script', 'key-123456', lambda *a: None)
+        """,
+    )
+    assert loaded, plugin.inactive_reason
+    module = plugin.module
+    assert sys.modules[module.__name__] is module
+    assert module.__name__ != "myplugin"
+    shot = module.Shot("sh010")
+    assert shot.frames == 42
+    assert pickle.loads(pickle.dumps(shot)) == shot
+
+
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("def registerCallbacks(reg)\n    pass\n", "SyntaxError"),
+        ("import no_such_module_here\n", "ModuleNotFoundError"),
+        ("X = 1\n", "no registerCallbacks"),
+        ("def registerCallbacks(reg):\n    raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("import sys\nsys.exit(3)\n", "SystemExit"),
+        (
+            "def registerCallbacks(reg):\n    reg.registerCallback('s', 'k-1234', print, ['x'])\n",
+            "matchEvents",
+        ),
+        ("def registerCallbacks(reg):\n    reg.registerCallback('s', 'k-1234', 5)\n", "callable"),
+    ],
+)
+def test_a_broken_plugin_is_inactive_with_the_reason(tmp_path, source, reason, caplog):
+    plugin, loaded = load(tmp_path, source)
+    assert not loaded and not plugin.active
+    assert reason in plugin.inactive_reason
+    assert plugin.callbacks == []
+    assert any("Could not load plugin" in r.message for r in caplog.records)
+
+
+def test_a_failed_reload_does_not_leave_the_broken_module_in_sys_modules(tmp_path):
+    plugin, loaded = load(tmp_path, "def registerCallbacks(reg):\n    pass\n")
+    assert loaded
+    good = plugin.module
+    write(plugin.path, "raise ImportError('half written')\n")
+    assert not plugin.load()
+    assert sys.modules[good.__name__] is good
+
+
+def test_set_emails_forms(tmp_path):
+    cases = {
+        "reg.setEmails(True)": True,
+        "reg.setEmails(False)": False,
+        "reg.setEmails('a@x.com')": ("a@x.com",),
+        "reg.setEmails('a@x.com', 'b@x.com')": ("a@x.com", "b@x.com"),
+        "reg.setEmails(['a@x.com', 'b@x.com'])": ("a@x.com", "b@x.com"),
+    }
+    for index, (call, expected) in enumerate(cases.items()):
+        plugin, loaded = load(
+            tmp_path, f"def registerCallbacks(reg):\n    {call}\n", name=f"emails{index}"
+        )
+        assert loaded and plugin.emails == expected, call
+
+
+def test_connection_is_made_lazily_so_an_unreachable_site_does_not_stop_loading(tmp_path):
+    secrets = []
+    environment = PluginEnvironment(server="http://127.0.0.1:9", add_secret=secrets.append)
+    plugin, loaded = load(
+        tmp_path,
+        "def registerCallbacks(reg):\n    reg.registerCallback('s', 'secret-key-1', print)\n",
+        environment=environment,
+    )
+    assert loaded
+    callback = plugin.callbacks[0]
+    assert callback._sg is None
+    sg = callback.sg  # builds the client object; still no network traffic
+    assert sg.config.script_name == "s" and callback.sg is sg
+    assert secrets == ["secret-key-1"]
+
+
+def test_callbacks_for_keeps_registration_order_and_filters_by_type_and_attribute(tmp_path):
+    plugin, _ = load(
+        tmp_path,
+        """
+        def registerCallbacks(reg):
+            reg.registerCallback('s', 'k-1234', a, {'Shotgun_Task_Change': ['sg_status_list']})
+            reg.registerCallback('s', 'k-1234', b)
+            reg.registerCallback('s', 'k-1234', c, {'Shotgun_Shot_New': None})
+            reg.registerCallback('s', 'k-1234', d, {'*': None})
+
+        def a(*args): pass
+        def b(*args): pass
+        def c(*args): pass
+        def d(*args): pass
+        """,
+    )
+    status = {"event_type": "Shotgun_Task_Change", "attribute_name": "sg_status_list"}
+    content = {"event_type": "Shotgun_Task_Change", "attribute_name": "content"}
+    new_shot = {"event_type": "Shotgun_Shot_New", "attribute_name": None}
+    assert [cb.name for cb in plugin.callbacks_for(status)] == ["a", "b", "d"]
+    assert [cb.name for cb in plugin.callbacks_for(content)] == ["b", "d"]
+    assert [cb.name for cb in plugin.callbacks_for(new_shot)] == ["b", "c", "d"]
+
+
+def test_scan_lists_plugin_files_and_skips_private_and_hidden_ones(tmp_path):
+    for name in ["b.py", "a.py", "_helper.py", ".hidden.py", "notes.txt"]:
+        (tmp_path / name).write_text("")
+    (tmp_path / "package.py").mkdir()
+    scan = scan_folder(tmp_path)
+    assert scan.error is None
+    assert list(scan.files) == ["a", "b"]
+
+
+def test_scan_refuses_files_and_folders_other_users_can_write(tmp_path):
+    (tmp_path / "safe.py").write_text("")
+    (tmp_path / "open.py").write_text("")
+    os.chmod(tmp_path / "open.py", 0o666)
+    scan = scan_folder(tmp_path)
+    assert list(scan.files) == ["safe"]
+    assert "writable by every user" in scan.refused["open"]
+    os.chmod(tmp_path, 0o777)
+    try:
+        assert "writable by every user" in scan_folder(tmp_path).error
+    finally:
+        os.chmod(tmp_path, 0o755)
+
+
+def test_missing_folder_is_an_error_not_an_exception(tmp_path):
+    scan = scan_folder(tmp_path / "nope")
+    assert scan.files == {} and "cannot read plugin folder" in scan.error
+
+
+def test_signature_changes_when_a_file_is_restored_with_an_older_time(tmp_path):
+    path = write(tmp_path / "p.py", "A = 1\n")
+    before = file_signature(path)
+    path.write_text("A = 2\n")  # same size
+    os.utime(path, ns=(before[0] - 10**9, before[0] - 10**9))
+    assert file_signature(path) != before
