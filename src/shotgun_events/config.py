@@ -1,0 +1,1082 @@
+"""The config file: the classic INI ``shotgunEventDaemon.conf`` -> one typed, frozen ``Config``.
+
+This is the only module that reads the config file. It finds the file (``--config``, then
+``$SGED_CONFIG``, then the classic search next to the program and in ``/etc``), expands
+``%(NAME)s`` references the way the classic daemon did, gives the options the classic daemon
+did not have their defaults, and validates every value with a message that names the file,
+the section and the option. The rest of the daemon gets a frozen ``Config`` and never sees
+the INI file.
+
+It must never:
+- create folders or files, or touch the disk beyond reading the config file (the engine
+  creates its folders later, once the whole config is known to be good);
+- show the value of a secret (``[shotgun] key``, ``[emails] password``) in a message,
+  a repr or a pickle;
+- let environment variables pose as options. The classic daemon passed ``os.environ`` to
+  ConfigParser as defaults, so ``PORT=8080`` in the environment silently set ``[emails] port``;
+  here the environment is only a fallback for ``%(NAME)s`` references.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import hmac
+import logging
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "CONFIG_FILE_NAME",
+    "Config",
+    "ConfigError",
+    "DaemonSettings",
+    "EmailSettings",
+    "PluginFolderSettings",
+    "PluginSettings",
+    "RetryPolicy",
+    "Secret",
+    "SiteSettings",
+    "find_config_file",
+    "load_config",
+]
+
+CONFIG_FILE_NAME = "shotgunEventDaemon.conf"
+CONFIG_ENV_VAR = "SGED_CONFIG"
+# The last place of the classic search; a module constant so that tests can move it.
+_SYSTEM_CONFIG = Path("/etc") / CONFIG_FILE_NAME
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- errors, secrets
+
+
+class ConfigError(Exception):
+    """A config problem that only the user can fix.
+
+    ``str(err)`` is the whole message to show them, located as precisely as known:
+    ``<file>: [<section>] <option>: <what is wrong>`` (or ``<file>: line <n>: ...`` for a
+    file that does not parse). The parts are also kept as attributes for callers that
+    want to point at them.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        path: Optional[os.PathLike[str] | str] = None,
+        section: Optional[str] = None,
+        option: Optional[str] = None,
+        line: Optional[int] = None,
+    ) -> None:
+        self.problem = problem
+        self.path = Path(path) if path is not None else None
+        self.section = section
+        self.option = option
+        self.line = line
+        super().__init__(_where(self.path, section, option, line) + problem)
+
+
+def _where(
+    path: Optional[Path], section: Optional[str], option: Optional[str], line: Optional[int]
+) -> str:
+    """The ``file: line n: [section] option: `` prefix of a message, for the parts known."""
+    prefix = f"{path}: " if path is not None else ""
+    if line is not None:
+        prefix += f"line {line}: "
+    if section is not None:
+        prefix += f"[{section}] {option}: " if option else f"[{section}]: "
+    return prefix
+
+
+class Secret:
+    """A secret string (script key, SMTP password) that never shows itself by accident.
+
+    ``str()``, ``repr()`` and formatting give ``********``, so a secret that reaches a log
+    line, an error message or a dataclass repr stays hidden. ``reveal()`` gives the value to
+    the one place that needs it (the site connection, the SMTP login). Pickling is refused:
+    a secret must not end up in a state file or travel to another process unnoticed.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a Secret wraps a str, not {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret in clear; call it only where the value is really sent somewhere."""
+        return self._value
+
+    def __str__(self) -> str:
+        return "********"
+
+    __repr__ = __str__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            other = other._value
+        if not isinstance(other, str):
+            return NotImplemented
+        # Constant time, so that comparing a guess does not leak how much of it was right.
+        return hmac.compare_digest(self._value.encode("utf-8"), other.encode("utf-8"))
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            "a Secret is never pickled; pass secret.reveal() explicitly where the value is needed"
+        )
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Secret:
+        return self
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _check_retry_policy(policy: RetryPolicy) -> Optional[str]:
+    """What is wrong with a retry policy, or None; shared by the dataclass and the parser."""
+    if isinstance(policy.attempts, bool) or not isinstance(policy.attempts, int):
+        return "attempts must be a whole number >= 1"
+    if policy.attempts < 1:
+        return "attempts must be a whole number >= 1"
+    for name in ("first_delay", "max_delay", "give_up_after"):
+        value = getattr(policy, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            return f"{name} must be a number of seconds > 0"
+    if not (isinstance(policy.jitter, (int, float)) and 0 <= policy.jitter <= 1):
+        return "jitter must be a fraction from 0 to 1"
+    if policy.max_delay < policy.first_delay:
+        return "max_delay must be >= first_delay"
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a plugin's failed callback is retried before the failure counts (plugin_retry).
+
+    The delay starts at ``first_delay`` seconds and doubles up to ``max_delay``, each delay
+    varied by +/- ``jitter`` (a fraction) so that plugins sharing an outage do not retry in
+    step; retrying stops after ``attempts`` tries or ``give_up_after`` seconds.
+    """
+
+    attempts: int = 5
+    first_delay: float = 1.0
+    max_delay: float = 60.0
+    give_up_after: float = 600.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        problem = _check_retry_policy(self)
+        if problem:
+            raise ValueError(problem)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """[daemon]: files, logging, polling and the limits of the engine.
+
+    Paths are absolute once loaded (relative ones are resolved against the config file's
+    folder). ``log_path`` is always set by ``load_config`` (default: the config file's
+    folder); None only appears in settings built by hand.
+    """
+
+    pid_file: Path = Path("shotgunEventDaemon.pid")
+    event_id_file: Path = Path("shotgunEventDaemon.id")
+    log_mode: int = 1
+    log_path: Optional[Path] = None
+    log_file: str = "shotgunEventDaemon"
+    log_level: int = logging.INFO
+    timing_log: bool = False
+    conn_retry_sleep: float = 60.0
+    max_conn_retries: int = 5
+    fetch_interval: float = 5.0
+    max_event_batch_size: int = 500
+    gap_timeout: float = 300.0
+    state_save_interval: float = 1.0
+    site_timeout: float = 60.0
+    stop_timeout: float = 30.0
+    status_file: Path = Path("shotgunEventDaemon.id.status.json")
+    status_interval: float = 5.0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    max_plugin_backlog: int = 5000
+    plugin_retry: Optional[RetryPolicy] = None
+    callback_timeout: Optional[float] = None
+    worker_restart_limit: int = 5
+    worker_restart_window: float = 600.0
+    max_worker_memory_mb: int = 0
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """[shotgun]: the site and the script the engine reads events with.
+
+    ``proxy_server`` may carry ``user:password@``; it is left out of the repr for that
+    reason, and its password is one of ``Config.secrets()``.
+    """
+
+    server: str
+    script_name: str
+    script_key: Secret
+    proxy_server: Optional[str] = field(default=None, repr=False)
+    use_session_uuid: bool = False
+
+
+@dataclass(frozen=True)
+class PluginFolderSettings:
+    """One plugin folder. ``path`` is the folder exactly as written (stripped): the key of
+    its plugins in the classic state file, so it must not be normalised."""
+
+    path: str
+    resolved: Path
+    isolation: str = "thread"
+    ordering: str = "eager"
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """[plugins]: the plugin folders in config order (the order plugins run in)."""
+
+    folders: Tuple[PluginFolderSettings, ...]
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """[emails]: where error emails go. ``enabled`` is False when they must not be sent."""
+
+    enabled: bool = False
+    server: Optional[str] = None
+    port: int = 25
+    use_starttls: bool = False
+    use_ssl: bool = False
+    username: Optional[str] = None
+    password: Optional[Secret] = None
+    from_addr: Optional[str] = None
+    to_addrs: Tuple[str, ...] = ()
+    subject: str = "[shotgunEvents]"
+    timeout: float = 10.0
+    rate_limit_window: float = 600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon was configured with, validated; ``warnings`` are to be logged
+    at start (unknown options and sections, emails turned off, ignored Sentry)."""
+
+    path: Path
+    daemon: DaemonSettings
+    site: SiteSettings
+    plugins: PluginSettings
+    emails: EmailSettings
+    warnings: Tuple[str, ...] = ()
+
+    def secrets(self) -> List[str]:
+        """Every secret in clear, for the log filter that blanks them out of log lines."""
+        found = [self.site.script_key.reveal()]
+        if self.emails.password:
+            found.append(self.emails.password.reveal())
+        proxy_password = _proxy_password(self.site.proxy_server)
+        if proxy_password:
+            found.append(proxy_password)
+        return [secret for secret in found if secret]
+
+
+def _proxy_password(proxy: Optional[str]) -> Optional[str]:
+    """The password of a ``[scheme://]user:password@host[:port]`` proxy, if it has one."""
+    if not proxy or "@" not in proxy:
+        return None
+    credentials = proxy.rsplit("@", 1)[0].split("://", 1)[-1]
+    _, colon, password = credentials.partition(":")
+    return password if colon else None
+
+
+# --------------------------------------------------------------------------- finding the file
+
+
+def find_config_file(
+    cli_path: Optional[str] = None,
+    environ: Mapping[str, str] = os.environ,
+    program_path: Optional[str] = None,
+) -> Path:
+    """The config file to load: ``--config``, else ``$SGED_CONFIG``, else the classic search.
+
+    A file named explicitly (``--config``, ``$SGED_CONFIG``) must exist: falling back to
+    another file would run the daemon with a config the user did not ask for. The classic
+    search looks next to the running program (``sys.argv[0]`` unless ``program_path`` is
+    given), then in ``/etc``.
+    """
+    if cli_path is not None:
+        return _named_file(cli_path, "--config")
+    from_environment = environ.get(CONFIG_ENV_VAR, "")
+    if from_environment.strip():
+        return _named_file(from_environment, f"${CONFIG_ENV_VAR}")
+    tried = []
+    for candidate in _classic_places(program_path):
+        if candidate.is_file():
+            return candidate
+        tried.append(str(candidate))
+    raise ConfigError(
+        f"no config file found; tried {', '.join(tried)} (--config not given, "
+        f"${CONFIG_ENV_VAR} not set). Pass --config PATH or set {CONFIG_ENV_VAR}=PATH."
+    )
+
+
+def _named_file(raw: str, origin: str) -> Path:
+    if not str(raw).strip():
+        raise ConfigError(f"{origin} names no file (empty path)")
+    path = Path(os.path.abspath(os.path.expanduser(raw)))
+    if path.is_file():
+        return path
+    problem = "is not a file" if path.exists() else "no such file"
+    raise ConfigError(f"{problem} (named by {origin})", path=path)
+
+
+def _classic_places(program_path: Optional[str]) -> Iterator[Path]:
+    """The classic daemon's search: the running program's folder, then /etc."""
+    program = sys.argv[0] if program_path is None else program_path
+    if program and program not in ("-", "-c"):
+        folder = os.path.abspath(os.path.dirname(os.path.expanduser(program)))
+        beside_program = Path(folder) / CONFIG_FILE_NAME
+        if beside_program != _SYSTEM_CONFIG:
+            yield beside_program
+    yield _SYSTEM_CONFIG
+
+
+# --------------------------------------------------------------------------- the options
+
+# Every option of every known section, spelled as in files (names are case-insensitive).
+_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "daemon": (
+        "pidFile",
+        "eventIdFile",
+        "logMode",
+        "logPath",
+        "logFile",
+        "logging",
+        "timing_log",
+        "conn_retry_sleep",
+        "max_conn_retries",
+        "fetch_interval",
+        "max_event_batch_size",
+        "gap_timeout",
+        "state_save_interval",
+        "site_timeout",
+        "stop_timeout",
+        "status_file",
+        "status_interval",
+        "metrics_port",
+        "metrics_host",
+        "max_plugin_backlog",
+        "plugin_retry",
+        "callback_timeout",
+        "worker_restart_limit",
+        "worker_restart_window",
+        "max_worker_memory_mb",
+    ),
+    "shotgun": ("server", "name", "key", "proxy_server", "use_session_uuid"),
+    "plugins": ("paths", "isolation", "ordering"),
+    "emails": (
+        "enabled",
+        "server",
+        "port",
+        "useTLS",
+        "useSSL",
+        "username",
+        "password",
+        "from",
+        "to",
+        "subject",
+        "timeout",
+        "rate_limit_window",
+    ),
+}
+_FOLDER_PREFIX = "plugins:"
+_FOLDER_OPTIONS = ("isolation", "ordering")
+_REQUIRED_SECTIONS = ("daemon", "shotgun", "plugins")
+# The classic file's [sentry] section: accepted, and only mentioned when a DSN is set.
+_SENTRY = "sentry"
+_SECRET_OPTIONS = {("shotgun", "key"), ("emails", "password")}
+_DEFAULT = "DEFAULT"
+# ConfigParser would merge [DEFAULT] into every section, which hides which options a
+# section really has; this name can never be written in a file, so [DEFAULT] stays a
+# plain section and the fallback to it is done here.
+_NO_DEFAULT_SECTION = "\x00 no default section"
+
+_TRUE_WORDS = ("on", "true", "yes", "1")
+_FALSE_WORDS = ("off", "false", "no", "0")
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+class _BadValueError(ValueError):
+    """A value breaks its option's rule; the message is the rule ("must be ...")."""
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+def _flag(text: str) -> bool:
+    word = text.lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise _BadValueError("must be on or off (or true/false, yes/no, 1/0)")
+
+
+def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
+    rule = f"must be a number of seconds {'>=' if allow_zero else '>'} 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _BadValueError(rule) from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise _BadValueError(rule)
+        return value
+
+    return parse
+
+
+def _whole(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    if high is None:
+        rule = f"must be a whole number >= {low}"
+    else:
+        rule = f"must be a whole number from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _BadValueError(rule) from None
+        if value < low or (high is not None and value > high):
+            raise _BadValueError(rule)
+        return value
+
+    return parse
+
+
+def _choice(*names: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        word = text.lower()
+        if word not in names:
+            raise _BadValueError(f"must be {' or '.join(names)}")
+        return word
+
+    return parse
+
+
+def _log_mode(text: str) -> int:
+    if text not in ("0", "1"):
+        raise _BadValueError(
+            "must be 0 (everything in the main log file) or 1 (one file per plugin)"
+        )
+    return int(text)
+
+
+def _log_level(text: str) -> int:
+    if text.upper() in _LEVELS:
+        return _LEVELS[text.upper()]
+    try:
+        level = int(text)
+    except ValueError:
+        level = 0
+    if level <= 0:
+        raise _BadValueError(
+            "must be a positive number (10 = DEBUG, 20 = INFO, 30 = WARNING, ...) "
+            "or a level name: DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        )
+    return level
+
+
+def _optional_seconds(text: str) -> Optional[float]:
+    """``0`` turns the option off (None); anything else is a number of seconds > 0."""
+    value = _seconds(allow_zero=True)(text)
+    return value or None
+
+
+def _site_url(text: str) -> str:
+    rule = "must be the site's http:// or https:// URL, like https://yoursite.shotgunstudio.com"
+    if any(char.isspace() for char in text):
+        raise _BadValueError(rule)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - reading it is what validates the port
+    except ValueError:
+        raise _BadValueError(rule) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _BadValueError(rule)
+    if parts.query or parts.fragment:
+        raise _BadValueError(rule)
+    return text.rstrip("/")
+
+
+def _items(text: str) -> List[str]:
+    """A comma separated list (newlines count as commas), blanks dropped."""
+    return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
+
+
+def _address(text: str) -> str:
+    if "@" not in text:
+        raise _BadValueError("must be an email address (with an '@')")
+    return text
+
+
+def _addresses(text: str) -> Tuple[str, ...]:
+    addresses = _items(text)
+    for address in addresses:
+        if "@" not in address:
+            raise _BadValueError(
+                f"must be email addresses separated by commas; {address!r} has no '@'"
+            )
+    return tuple(addresses)
+
+
+def _file_name(text: str) -> str:
+    return os.path.expanduser(text)
+
+
+def _path_under(folder: Path) -> Callable[[str], Path]:
+    """Paths as the example config documents them: ``~`` expanded, relative to ``folder``."""
+
+    def parse(text: str) -> Path:
+        path = Path(os.path.expanduser(text))
+        return path if path.is_absolute() else folder / path
+
+    return parse
+
+
+_RETRY_FIELDS: Dict[str, Callable[[str], Any]] = {
+    "attempts": int,
+    "first_delay": float,
+    "max_delay": float,
+    "give_up_after": float,
+    "jitter": float,
+}
+
+
+def _retry_policy(text: str) -> Optional[RetryPolicy]:
+    """``off``, ``on`` (the default policy) or ``attempts=8, first_delay=2, ...``."""
+    if text.lower() in _FALSE_WORDS:
+        return None
+    if text.lower() in _TRUE_WORDS:
+        return RetryPolicy()
+    values: Dict[str, Any] = {}
+    for item in _items(text):
+        name, equals, number = (part.strip() for part in item.partition("="))
+        name = name.lower()
+        if not equals or name not in _RETRY_FIELDS:
+            raise _BadValueError(
+                f"must be off, on, or key=value pairs from {', '.join(_RETRY_FIELDS)} "
+                f"(like 'attempts=8, first_delay=2'); {item!r} is not one"
+            )
+        if name in values:
+            raise _BadValueError(f"gives {name} twice")
+        try:
+            values[name] = _RETRY_FIELDS[name](number)
+        except ValueError:
+            raise _BadValueError(f"{name} must be a number") from None
+    try:
+        return RetryPolicy(**values)
+    except ValueError as exc:
+        raise _BadValueError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- reading the file
+
+
+def _read_text(path: Path) -> Tuple[str, Optional[str]]:
+    """The file's text, and a warning when it had to be read as Latin-1."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a config file", path=path) from None
+    except PermissionError:
+        raise ConfigError(
+            "cannot be read (permission denied); the daemon's user needs read access",
+            path=path,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror or exc}", path=path) from None
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        # Old files may carry a Latin-1 comment; reading it as such keeps them loading.
+        line = data[: exc.start].count(b"\n") + 1
+        warning = f"{path}: line {line}: the file is not UTF-8; it was read as Latin-1"
+        return data.decode("latin-1"), warning
+
+
+def _parse(path: Path, text: str) -> configparser.ConfigParser:
+    """The INI structure, raw (no interpolation: references are expanded later, here)."""
+    parser = configparser.ConfigParser(
+        interpolation=None, default_section=_NO_DEFAULT_SECTION, strict=True
+    )
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(
+            "an option comes before the first [section] line", path=path, line=exc.lineno
+        ) from None
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(
+            f"the section [{exc.section}] appears twice", path=path, line=exc.lineno
+        ) from None
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(
+            "the option appears twice in this section",
+            path=path,
+            section=exc.section,
+            option=exc.option,
+            line=exc.lineno,
+        ) from None
+    except configparser.ParsingError as exc:
+        line, shown = _first_bad_line(exc)
+        raise ConfigError(
+            f"expected 'option: value', 'option = value' or '[section]', got {shown}",
+            path=path,
+            line=line,
+        ) from None
+    except configparser.Error as exc:
+        raise ConfigError(f"cannot be parsed: {exc.message}", path=path) from None
+    return parser
+
+
+def _first_bad_line(exc: configparser.ParsingError) -> Tuple[Optional[int], str]:
+    """The first line ConfigParser rejected, hidden if it may hold a secret (``key abc``)."""
+    errors = getattr(exc, "errors", None) or [(None, "")]
+    line, shown = errors[0]
+    if re.search(r"(?i)(key|password|dsn|secret|token)", str(shown)):
+        shown = "a line that is not shown because it may hold a secret"
+    return line, str(shown)
+
+
+class _Reader:
+    """Typed, validated access to the options of one parsed file.
+
+    It knows where a value came from, so every failure names the file, section and
+    option; it expands ``%(NAME)s`` references; and it keeps the warnings to log at start.
+    """
+
+    def __init__(
+        self, path: Path, parser: configparser.ConfigParser, environ: Mapping[str, str]
+    ) -> None:
+        self.path = path
+        self.folder = path.parent
+        self.warnings: List[str] = []
+        self._parser = parser
+        self._environ = environ
+        self._environ_by_lower_name: Optional[Dict[str, str]] = None
+
+    def error(
+        self, problem: str, section: Optional[str] = None, option: Optional[str] = None
+    ) -> ConfigError:
+        return ConfigError(problem, path=self.path, section=section, option=option)
+
+    def warn(
+        self, message: str, section: Optional[str] = None, option: Optional[str] = None
+    ) -> None:
+        self.warnings.append(_where(self.path, section, option, None) + message)
+
+    def has_section(self, section: str) -> bool:
+        return self._parser.has_section(section)
+
+    def sections(self) -> List[str]:
+        return self._parser.sections()
+
+    def options(self, section: str) -> List[str]:
+        """The options written in the section itself (lower case, [DEFAULT] not merged)."""
+        return self._parser.options(section)
+
+    def require_section(self, section: str) -> None:
+        if self.has_section(section):
+            return
+        problem = "the section is missing"
+        look_alikes = [name for name in self.sections() if name.lower() == section]
+        if look_alikes:
+            problem += f" (there is a [{look_alikes[0]}]; section names are case-sensitive)"
+        raise self.error(problem, section)
+
+    def get(self, section: str, option: str, parse: Callable[[str], T], default: T) -> T:
+        """The option's value by its rule, or ``default`` when it is absent or empty."""
+        text = self.text(section, option)
+        if text is None:
+            return default
+        return self._apply(section, option, parse, text)
+
+    def required(self, section: str, option: str, parse: Callable[[str], T], what: str) -> T:
+        """Like ``get`` for an option with no default; ``what`` tells the user what to write."""
+        text = self.text(section, option)
+        if text is None:
+            raise self.error(f"is required ({what})", section, option)
+        return self._apply(section, option, parse, text)
+
+    def _apply(self, section: str, option: str, parse: Callable[[str], T], text: str) -> T:
+        try:
+            return parse(text)
+        except _BadValueError as exc:
+            problem = str(exc)
+            if not _is_secret(section, option):
+                problem += f", got {text!r}"
+            raise self.error(problem, section, option) from None
+
+    def text(self, section: str, option: str) -> Optional[str]:
+        """The expanded, stripped value from the section or [DEFAULT]; None if absent/empty."""
+        key = option.lower()
+        assert key in _known_keys(section), f"{option} is missing from _OPTIONS"
+        for where in (section, _DEFAULT):
+            raw = self.raw(where, key)
+            if raw is not None:
+                return self.expand(raw, section, option, [(where, key)]).strip() or None
+        return None
+
+    def raw(self, section: str, key: str) -> Optional[str]:
+        """The value as written in the section itself, unexpanded; None if it is not there."""
+        if self.has_section(section) and self._parser.has_option(section, key):
+            return self._parser.get(section, key)
+        return None
+
+    def expand(self, raw: str, section: str, option: Optional[str], chain: List[Any]) -> str:
+        """Expand ``%(NAME)s`` and ``%%`` in ``raw``, read for ``[section] option``.
+
+        A reference is looked up in the section, then [DEFAULT] (values found there are
+        expanded in turn, as the classic ConfigParser did), then the environment: the exact
+        name, then ignoring case. Environment values are taken literally.
+        """
+        parts = []
+        position = 0
+        while True:
+            percent = raw.find("%", position)
+            if percent < 0:
+                parts.append(raw[position:])
+                return "".join(parts)
+            parts.append(raw[position:percent])
+            if raw.startswith("%%", percent):
+                parts.append("%")
+                position = percent + 2
+                continue
+            reference = _REFERENCE.match(raw, percent)
+            if not reference:
+                raise self.error(
+                    "a '%' must be written '%%', or start a reference like %(HOME)s",
+                    section,
+                    option,
+                )
+            parts.append(self._lookup(reference.group(1), section, option, chain))
+            position = reference.end()
+
+    def _lookup(self, name: str, section: str, option: Optional[str], chain: List[Any]) -> str:
+        key = name.lower()
+        for where in (section, _DEFAULT):
+            raw = self.raw(where, key)
+            if raw is None:
+                continue
+            if (where, key) in chain:
+                names = [step for _, step in chain[1:]] + [key]
+                loop = " -> ".join(f"%({step})s" for step in names)
+                raise self.error(f"references loop back to themselves: {loop}", section, option)
+            return self.expand(raw, section, option, [*chain, (where, key)])
+        value = self._environment(name)
+        if value is None:
+            raise self.error(
+                f"%({name})s is not defined: no option {key!r} in [{section}] or [DEFAULT], "
+                f"and no environment variable {name}",
+                section,
+                option,
+            )
+        return value
+
+    def _environment(self, name: str) -> Optional[str]:
+        if name in self._environ:
+            return self._environ[name]
+        if self._environ_by_lower_name is None:
+            self._environ_by_lower_name = {}
+            for real_name in sorted(self._environ):
+                self._environ_by_lower_name.setdefault(real_name.lower(), real_name)
+        real_name = self._environ_by_lower_name.get(name.lower())
+        return None if real_name is None else self._environ[real_name]
+
+
+_REFERENCE = re.compile(r"%\(([^()%\s]+)\)s")
+
+
+def _is_secret(section: str, option: str) -> bool:
+    return (section, option.lower()) in _SECRET_OPTIONS
+
+
+def _known_keys(section: str) -> Tuple[str, ...]:
+    if section.startswith(_FOLDER_PREFIX):
+        return _FOLDER_OPTIONS
+    return tuple(option.lower() for option in _OPTIONS.get(section, ()))
+
+
+# --------------------------------------------------------------------------- the sections
+
+
+def _daemon_settings(r: _Reader) -> DaemonSettings:
+    s = "daemon"
+    path = _path_under(r.folder)
+    event_id_file = r.get(s, "eventIdFile", path, r.folder / "shotgunEventDaemon.id")
+    return DaemonSettings(
+        pid_file=r.get(s, "pidFile", path, r.folder / "shotgunEventDaemon.pid"),
+        event_id_file=event_id_file,
+        log_mode=r.get(s, "logMode", _log_mode, 1),
+        log_path=r.get(s, "logPath", path, r.folder),
+        log_file=r.get(s, "logFile", _file_name, "shotgunEventDaemon"),
+        log_level=r.get(s, "logging", _log_level, logging.INFO),
+        timing_log=r.get(s, "timing_log", _flag, False),
+        conn_retry_sleep=r.get(s, "conn_retry_sleep", _seconds(), 60.0),
+        max_conn_retries=r.get(s, "max_conn_retries", _whole(1), 5),
+        fetch_interval=r.get(s, "fetch_interval", _seconds(), 5.0),
+        max_event_batch_size=r.get(s, "max_event_batch_size", _whole(1, 500), 500),
+        gap_timeout=r.get(s, "gap_timeout", _seconds(allow_zero=True), 300.0),
+        state_save_interval=r.get(s, "state_save_interval", _seconds(), 1.0),
+        site_timeout=r.get(s, "site_timeout", _seconds(), 60.0),
+        stop_timeout=r.get(s, "stop_timeout", _seconds(), 30.0),
+        status_file=r.get(s, "status_file", path, Path(f"{event_id_file}.status.json")),
+        status_interval=r.get(s, "status_interval", _seconds(), 5.0),
+        metrics_port=r.get(s, "metrics_port", _whole(0, 65535), 0),
+        metrics_host=r.get(s, "metrics_host", str, "127.0.0.1"),
+        max_plugin_backlog=r.get(s, "max_plugin_backlog", _whole(1), 5000),
+        plugin_retry=r.get(s, "plugin_retry", _retry_policy, None),
+        callback_timeout=r.get(s, "callback_timeout", _optional_seconds, None),
+        worker_restart_limit=r.get(s, "worker_restart_limit", _whole(1), 5),
+        worker_restart_window=r.get(s, "worker_restart_window", _seconds(), 600.0),
+        max_worker_memory_mb=r.get(s, "max_worker_memory_mb", _whole(0), 0),
+    )
+
+
+def _site_settings(r: _Reader) -> SiteSettings:
+    s = "shotgun"
+    return SiteSettings(
+        server=r.required(
+            s, "server", _site_url, "the site's URL, like https://yoursite.shotgunstudio.com"
+        ),
+        script_name=r.required(s, "name", str, "the name of the daemon's script on the site"),
+        script_key=r.required(s, "key", Secret, "the application key of that script"),
+        proxy_server=r.get(s, "proxy_server", str, None),
+        use_session_uuid=r.get(s, "use_session_uuid", _flag, False),
+    )
+
+
+def _plugin_settings(r: _Reader) -> PluginSettings:
+    s = "plugins"
+    isolation = r.get(s, "isolation", _choice("thread", "process"), "thread")
+    ordering = r.get(s, "ordering", _choice("eager", "strict"), "eager")
+    written = r.required(s, "paths", _folder_list, "the plugin folders, separated by commas")
+    resolved = _distinct_folders(r, written)
+    overrides = _folder_sections(r, written)
+    folders = []
+    for path in written:
+        section = overrides.get(path)
+        if section is not None:
+            folder_isolation = r.get(section, "isolation", _choice("thread", "process"), isolation)
+            folder_ordering = r.get(section, "ordering", _choice("eager", "strict"), ordering)
+        else:
+            folder_isolation, folder_ordering = isolation, ordering
+        folders.append(
+            PluginFolderSettings(path, resolved[path], folder_isolation, folder_ordering)
+        )
+    return PluginSettings(folders=tuple(folders))
+
+
+def _folder_list(text: str) -> List[str]:
+    folders = _items(text)
+    if not folders:
+        raise _BadValueError("must list at least one plugin folder")
+    return folders
+
+
+def _distinct_folders(r: _Reader, written: List[str]) -> Dict[str, Path]:
+    """Each written folder resolved; the same folder twice would run its plugins twice."""
+    resolved: Dict[str, Path] = {}
+    first_spelling: Dict[str, str] = {}
+    for path in written:
+        folder = _path_under(r.folder)(path)
+        same = os.path.normpath(folder)
+        if same in first_spelling:
+            raise r.error(
+                f"lists the folder {same} twice ({first_spelling[same]!r} and {path!r})",
+                "plugins",
+                "paths",
+            )
+        first_spelling[same] = path
+        resolved[path] = folder
+    return resolved
+
+
+def _folder_sections(r: _Reader, written: List[str]) -> Dict[str, str]:
+    """``[plugins:<folder>]`` sections by the folder they name, exactly as in ``paths``."""
+    sections: Dict[str, str] = {}
+    for section in r.sections():
+        if not section.startswith(_FOLDER_PREFIX):
+            continue
+        raw_name = section[len(_FOLDER_PREFIX) :].strip()
+        folder = r.expand(raw_name, "plugins", None, []).strip()
+        if folder not in written:
+            hint = difflib.get_close_matches(folder, written, n=1)
+            raise r.error(
+                f"names no plugin folder of [plugins] paths ({', '.join(written)})"
+                + (f"; did you mean [plugins:{hint[0]}]?" if hint else "")
+                + " The folder must be written exactly as in paths.",
+                section,
+            )
+        if folder in sections:
+            raise r.error(f"names the same folder as [{sections[folder]}]", section)
+        sections[folder] = section
+    return sections
+
+
+def _email_settings(r: _Reader) -> EmailSettings:
+    s = "emails"
+    if not r.has_section(s):
+        return EmailSettings()
+    use_starttls = r.get(s, "useTLS", _flag, False)
+    use_ssl = r.get(s, "useSSL", _flag, False)
+    if use_starttls and use_ssl:
+        raise r.error(
+            "useTLS (STARTTLS, usually port 587) and useSSL (SMTPS, usually port 465) "
+            "are both on; turn one off",
+            s,
+            "useSSL",
+        )
+    server = r.get(s, "server", str, None)
+    username = r.get(s, "username", str, None)
+    password = r.get(s, "password", Secret, None)
+    if username and not password:
+        raise r.error("is required when username is set", s, "password")
+    if password and not username:
+        raise r.error("is required when password is set", s, "username")
+    from_addr = r.get(s, "from", _address, None)
+    to_addrs = r.get(s, "to", _addresses, ())
+    settings = EmailSettings(
+        enabled=_emails_enabled(r, server, from_addr, to_addrs),
+        server=server,
+        port=r.get(s, "port", _whole(1, 65535), 465 if use_ssl else 25),
+        use_starttls=use_starttls,
+        use_ssl=use_ssl,
+        username=username,
+        password=password,
+        from_addr=from_addr,
+        to_addrs=to_addrs,
+        subject=r.get(s, "subject", str, "[shotgunEvents]"),
+        timeout=r.get(s, "timeout", _seconds(), 10.0),
+        rate_limit_window=r.get(s, "rate_limit_window", _seconds(allow_zero=True), 600.0),
+    )
+    return settings
+
+
+def _emails_enabled(
+    r: _Reader, server: Optional[str], from_addr: Optional[str], to_addrs: Tuple[str, ...]
+) -> bool:
+    """``enabled`` as written, else on exactly when server, from and to are all set."""
+    given = (("server", server), ("from", from_addr), ("to", to_addrs))
+    empty = [name for name, value in given if not value]
+    enabled = r.get("emails", "enabled", _flag, None)
+    listed = " and ".join(empty) + (" is" if len(empty) == 1 else " are")
+    if enabled and empty:
+        raise r.error(f"is on, but {listed} empty", "emails", "enabled")
+    if enabled is None:
+        if empty and len(empty) < 3:
+            r.warn(
+                f"error emails are off because {listed} empty "
+                "(set them, or write 'enabled: off' to silence this)",
+                "emails",
+            )
+        return not empty
+    return enabled
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def _warn_about_the_unknown(r: _Reader) -> None:
+    """Unknown sections and options are ignored, but said, with the likely intended name."""
+    known_sections = [*_OPTIONS, _SENTRY]
+    for section in r.sections():
+        if section == _DEFAULT:
+            continue
+        if section == _SENTRY:
+            _warn_about_sentry(r)
+            continue
+        if section not in _OPTIONS and not section.startswith(_FOLDER_PREFIX):
+            hint = difflib.get_close_matches(section.lower(), known_sections, n=1)
+            suffix = f" (did you mean [{hint[0]}]?)" if hint else ""
+            r.warn(f"unknown section, ignored{suffix}", section)
+            continue
+        spelled = _OPTIONS.get(section, _FOLDER_OPTIONS)
+        by_key = {option.lower(): option for option in spelled}
+        for key in r.options(section):
+            if key in by_key:
+                continue
+            hint = difflib.get_close_matches(key, list(by_key), n=1)
+            suffix = f" (did you mean {by_key[hint[0]]}?)" if hint else ""
+            r.warn(f"unknown option, ignored{suffix}", section, key)
+
+
+def _warn_about_sentry(r: _Reader) -> None:
+    """The classic [sentry] section loads; a DSN in it does nothing, which the user must know.
+
+    The DSN is never shown: it holds the project's key.
+    """
+    dsn = r.raw(_SENTRY, "sentry_dsn")
+    if dsn and dsn.strip():
+        r.warn(
+            "Sentry is not supported; the DSN is ignored (errors are logged, and emailed "
+            "when [emails] is set up)",
+            _SENTRY,
+            "sentry_dsn",
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Optional[Mapping[str, str]] = None
+) -> Config:
+    """Read, expand and validate the config file at ``path``.
+
+    ``environ`` (default ``os.environ``) is where ``%(NAME)s`` references that no option
+    defines are looked up. Every problem raises ``ConfigError``; nothing is created on disk.
+    """
+    config_path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    text, encoding_warning = _read_text(config_path)
+    environ = os.environ if environ is None else environ
+    reader = _Reader(config_path, _parse(config_path, text), environ)
+    if encoding_warning:
+        reader.warnings.append(encoding_warning)
+    for section in _REQUIRED_SECTIONS:
+        reader.require_section(section)
+    daemon = _daemon_settings(reader)
+    site = _site_settings(reader)
+    plugins = _plugin_settings(reader)
+    emails = _email_settings(reader)
+    _warn_about_the_unknown(reader)
+    return Config(
+        path=config_path,
+        daemon=daemon,
+        site=site,
+        plugins=plugins,
+        emails=emails,
+        warnings=tuple(reader.warnings),
+    )
