@@ -549,6 +549,13 @@ def _addresses(text: str) -> Tuple[str, ...]:
     return tuple(addresses)
 
 
+def _script_key(text: str) -> Secret:
+    """Application keys have no spaces; one inside is a copy-paste slip (or a lost line break)."""
+    if any(char.isspace() for char in text):
+        raise _BadValueError("must be the script's application key, without spaces (not shown)")
+    return Secret(text)
+
+
 def _file_name(text: str) -> str:
     return os.path.expanduser(text)
 
@@ -736,7 +743,7 @@ class _Reader:
         except _BadValueError as exc:
             problem = str(exc)
             if not _is_secret(section, option):
-                problem += f", got {text!r}"
+                problem += f", got {_shown_value(text)}"
             raise self.error(problem, section, option) from None
 
     def text(self, section: str, option: str) -> Optional[str]:
@@ -791,7 +798,7 @@ class _Reader:
             if raw is None:
                 continue
             if (where, key) in chain:
-                names = [step for _, step in chain[1:]] + [key]
+                names = [step for _, step in chain] + [key]
                 loop = " -> ".join(f"%({step})s" for step in names)
                 raise self.error(f"references loop back to themselves: {loop}", section, option)
             return self.expand(raw, section, option, [*chain, (where, key)])
@@ -817,6 +824,13 @@ class _Reader:
 
 
 _REFERENCE = re.compile(r"%\(([^()%\s]+)\)s")
+
+
+def _shown_value(text: str) -> str:
+    """A bad value as quoted in a message: its first line only, because an indented line
+    after an option continues its value, and may be a misplaced secret."""
+    first, newline, _ = text.partition("\n")
+    return repr(first) + (" (and the lines after it)" if newline else "")
 
 
 def _is_secret(section: str, option: str) -> bool:
@@ -872,7 +886,7 @@ def _site_settings(r: _Reader) -> SiteSettings:
             s, "server", _site_url, "the site's URL, like https://yoursite.shotgunstudio.com"
         ),
         script_name=r.required(s, "name", str, "the name of the daemon's script on the site"),
-        script_key=r.required(s, "key", Secret, "the application key of that script"),
+        script_key=r.required(s, "key", _script_key, "the application key of that script"),
         proxy_server=r.get(s, "proxy_server", str, None),
         use_session_uuid=r.get(s, "use_session_uuid", _flag, False),
     )
