@@ -24,6 +24,7 @@ setup(
     ],
     entry_points={
         "console_scripts": ["shotgunEventDaemon = shotgun_events.cli:main"],
+        "pytest11": ["shotgun_events_emulator = shotgun_events.emulator.pytest_plugin"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -1,0 +1,443 @@
+"""The site's API methods as `shotgun_api3` calls them: auth, then read/create/update/...
+
+`Site.call(method_name, params)` is what one ``POST /api3/json`` body turns into. It checks
+the script name and key (or `sudo_as_login`), dispatches to the method, and returns the
+`results` value or raises ApiError, which the server answers in the client's fault shape.
+Every write runs in one store transaction and logs its events there, so a `batch` is
+atomic and its events appear together. This module must never speak HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import query, summaries
+from .errors import ApiError, AuthenticationError
+from .eventlog import EVENT_TYPE, Actor, EventLog
+from .schema import Field, Schema
+from .store import Row, Store, Transaction
+from .values import Links, link_key, normalize, utc_now
+
+SITE_VERSION = [8, 50, 0]
+_MULTI_MODES = ("set", "add", "remove")
+_SITE_STAMPS = ("updated_at", "updated_by")
+
+
+class Site:
+    """One emulated site: schema, store, event log and the API methods over them."""
+
+    def __init__(self, schema: Schema, store: Store) -> None:
+        self.schema = schema
+        self.store = store
+        self.links = Links(schema, store)
+        self.events = EventLog(schema, store, self.links)
+        self._scripts: Dict[str, str] = {}
+        self._script_users: Dict[str, Dict[str, Any]] = {}
+        self._scripts_lock = threading.Lock()
+        self._methods: Dict[str, Callable[[Actor, Any], Any]] = {
+            "read": self._read,
+            "create": self._create,
+            "update": self._update,
+            "delete": self._delete,
+            "revive": self._revive,
+            "batch": self._batch,
+            "summarize": self._summarize,
+            "schema_read": self._schema_read,
+            "schema_entity_read": self._schema_entity_read,
+            "schema_field_read": self._schema_field_read,
+        }
+        self.system = Actor(None, "Site")
+
+    # --- scripts and users -------------------------------------------------------------
+
+    def set_script(self, name: str, key: str) -> Dict[str, Any]:
+        """Add a script (an ApiUser) or change its key; returns its ApiUser link."""
+        if not name or not isinstance(name, str) or not isinstance(key, str):
+            raise ValueError("a script needs a non-empty name and a key string")
+        user = self._ensure_user("ApiUser", "firstname", name, {"firstname": name})
+        with self._scripts_lock:
+            self._scripts[name] = key
+            self._script_users[name] = user
+        return user
+
+    def remove_script(self, name: str) -> None:
+        """Forget a script's key: its callers get AuthenticationFault from now on."""
+        with self._scripts_lock:
+            self._scripts.pop(name, None)
+
+    def scripts(self) -> Dict[str, str]:
+        with self._scripts_lock:
+            return dict(self._scripts)
+
+    def ensure_human_user(self, login: str, name: Optional[str] = None) -> Dict[str, Any]:
+        """The HumanUser with `login`, created quietly (no event) if the site has none."""
+        display = name or login
+        first, _, last = display.partition(" ")
+        fields = {"login": login, "name": display, "firstname": first, "lastname": last}
+        fields["email"] = f"{login}@studio.example"
+        return self._ensure_user("HumanUser", "login", login, fields)
+
+    def _ensure_user(self, entity_type: str, key: str, value: str, fields: Row) -> Dict[str, Any]:
+        with self.store.lock:
+            found = self._find_by(entity_type, key, value)
+            if found is not None:
+                return {"type": entity_type, "id": found}
+            row = dict(fields, sg_status_list="act", created_at=utc_now(), updated_at=utc_now())
+            entity_id = self.store.allocate_id(entity_type)
+            with self.store.transaction() as tx:
+                tx.insert(entity_type, entity_id, row)
+            return {"type": entity_type, "id": entity_id}
+
+    def _find_by(self, entity_type: str, field: str, value: Any) -> Optional[int]:
+        table = self.store.table(entity_type)
+        for entity_id in table.ids:
+            if entity_id not in table.retired and table.rows[entity_id].get(field) == value:
+                return entity_id
+        return None
+
+    def actor_for(self, user: Dict[str, Any], session_uuid: Optional[str] = None) -> Actor:
+        """An Actor for an existing user link (the generator writes as artists this way)."""
+        row = self.store.active_row(user["type"], user["id"])
+        if row is None:
+            raise ApiError("{} {} does not exist".format(user["type"], user["id"]))
+        name = self.links.name_of(user["type"], row) or ""
+        return Actor({"type": user["type"], "id": user["id"]}, name, session_uuid)
+
+    def authenticate(self, auth: Any) -> Actor:
+        """The Actor for a request's auth params; wrong keys are AuthenticationFault (102)."""
+        if not isinstance(auth, dict):
+            raise AuthenticationError("Authentication parameters are missing")
+        script = auth.get("script_name")
+        if script is None:
+            raise AuthenticationError(
+                "The site emulator authenticates scripts only (script_name and script_key); "
+                "user logins and session tokens are not supported"
+            )
+        with self._scripts_lock:
+            expected = self._scripts.get(script)
+            user = self._script_users.get(script)
+        if expected is None or user is None or auth.get("script_key") != expected:
+            raise AuthenticationError(f"Can't authenticate script '{script}'")
+        actor = Actor(dict(user), script, auth.get("session_uuid"))
+        sudo = auth.get("sudo_as_login")
+        if sudo:
+            actor = self._sudo(actor, sudo)
+        return actor
+
+    def _sudo(self, script: Actor, login: str) -> Actor:
+        with self.store.lock:
+            user_id = self._find_by("HumanUser", "login", login)
+        if user_id is None:
+            raise ApiError(f"sudo_as_login: there is no active HumanUser with login '{login}'")
+        actor = self.actor_for({"type": "HumanUser", "id": user_id}, script.session_uuid)
+        actor.sudo_actual_user = {"type": "ApiUser", "id": script.user["id"], "name": script.name}
+        return actor
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def call(self, method_name: Any, params: Any) -> Any:
+        """One API request: `params` is the payload's list ``[auth, args]``."""
+        if not isinstance(params, list):
+            raise ApiError("API request params must be a list [auth, arguments]")
+        if method_name == "info":
+            return self.info()
+        method = self._methods.get(method_name)  # type: ignore[arg-type]
+        if method is None:
+            supported = ", ".join(["info", *sorted(self._methods)])
+            raise ApiError(
+                f"API method '{method_name}' is not supported by the site emulator "
+                f"(supported: {supported})"
+            )
+        actor = self.authenticate(params[0] if params else None)
+        return method(actor, params[1] if len(params) > 1 else None)
+
+    def info(self) -> Dict[str, Any]:
+        return {
+            "version": list(SITE_VERSION),
+            "full_version": [*list(SITE_VERSION), 0],
+            "user_authentication_method": "default",
+            "api_max_entities_per_page": 500,
+            "s3_uploads_enabled": False,
+            "site_emulator": True,
+        }
+
+    # --- read-only methods ---------------------------------------------------------------
+
+    def _read(self, actor: Actor, args: Any) -> Any:
+        return query.read(self.links, args)
+
+    def _summarize(self, actor: Actor, args: Any) -> Any:
+        return summaries.summarize(self.links, args)
+
+    def _schema_read(self, actor: Actor, args: Any) -> Any:
+        return self.schema.describe()
+
+    def _schema_entity_read(self, actor: Actor, args: Any) -> Any:
+        return {name: entity.describe() for name, entity in self.schema.entities.items()}
+
+    def _schema_field_read(self, actor: Actor, args: Any) -> Any:
+        if not isinstance(args, dict) or not isinstance(args.get("type"), str):
+            raise ApiError("API schema_field_read() expects an entity 'type'")
+        entity = self.schema.entity(args["type"])
+        if entity is None:
+            raise ApiError("API schema_field_read() unknown entity type {!r}".format(args["type"]))
+        name = args.get("field_name")
+        if not name:
+            return {f.name: f.describe() for f in entity.fields.values()}
+        if name not in entity.fields:
+            raise ApiError(f"API schema_field_read() {entity.name}.{name} doesn't exist")
+        return {name: entity.fields[name].describe()}
+
+    # --- writes ------------------------------------------------------------------------
+
+    def _create(self, actor: Actor, args: Any) -> Any:
+        entity_type, data, return_fields = _create_args(args)
+        with self.store.transaction() as tx:
+            return self.create(tx, actor, entity_type, data, return_fields)
+
+    def _update(self, actor: Actor, args: Any) -> Any:
+        entity_type, entity_id, data, modes = _update_args(args)
+        with self.store.transaction() as tx:
+            return self.update(tx, actor, entity_type, entity_id, data, modes)
+
+    def _delete(self, actor: Actor, args: Any) -> Any:
+        entity_type, entity_id = _target(args, "delete")
+        with self.store.transaction() as tx:
+            return self.retire(tx, actor, entity_type, entity_id)
+
+    def _revive(self, actor: Actor, args: Any) -> Any:
+        entity_type, entity_id = _target(args, "revive")
+        with self.store.transaction() as tx:
+            return self.revive(tx, actor, entity_type, entity_id)
+
+    def _batch(self, actor: Actor, args: Any) -> Any:
+        """All requests in one transaction: any failure undoes all of them."""
+        if not isinstance(args, list):
+            raise ApiError("API batch() expects a list of requests")
+        results = []
+        with self.store.transaction() as tx:
+            for index, request in enumerate(args):
+                try:
+                    results.append(self._batch_one(tx, actor, request))
+                except ApiError as error:
+                    raise ApiError(
+                        f"API batch() request {index} failed, nothing was changed: {error.message}"
+                    ) from None
+        return results
+
+    def _batch_one(self, tx: Transaction, actor: Actor, request: Any) -> Any:
+        kind = request.get("request_type") if isinstance(request, dict) else None
+        if kind == "create":
+            entity_type, data, return_fields = _create_args(request)
+            return self.create(tx, actor, entity_type, data, return_fields)
+        if kind == "update":
+            entity_type, entity_id, data, modes = _update_args(request)
+            return self.update(tx, actor, entity_type, entity_id, data, modes)
+        if kind == "delete":
+            entity_type, entity_id = _target(request, "delete")
+            return self.retire(tx, actor, entity_type, entity_id)
+        raise ApiError(f"invalid request_type {kind!r} (create, update or delete)")
+
+    def create(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        entity_type: str,
+        data: Dict[str, Any],
+        return_fields: Optional[List[str]] = None,
+    ) -> Dict[str, Any]:
+        """Create an entity and log `New` plus one in-create `Change` per field set."""
+        entity = self._writable_type(entity_type, "create")
+        if entity_type == EVENT_TYPE:
+            return self._create_event(tx, actor, data, return_fields)
+        now = utc_now()
+        row: Row = {"created_at": now, "updated_at": now}
+        row["created_by"] = row["updated_by"] = actor.user
+        for field in entity.fields.values():
+            if field.default is not None:
+                row[field.name] = field.default
+        set_fields = []
+        for name, value in data.items():
+            field = self._writable_field(entity_type, name, "create", creating=True)
+            row[name] = normalize(field, value, self.links, "create")
+            if name not in ("created_at", "created_by"):
+                set_fields.append(field)
+        if entity_type == "HumanUser" and not row.get("name"):
+            full = "{} {}".format(row.get("firstname") or "", row.get("lastname") or "")
+            row["name"] = full.strip() or row.get("login")
+        entity_id = self.store.allocate_id(entity_type)
+        tx.insert(entity_type, entity_id, row)
+        self.events.entity_created(tx, actor, entity_type, entity_id, row, set_fields)
+        return query.render_entity(
+            self.links, entity_type, entity_id, list(data) + list(return_fields or [])
+        )
+
+    def _create_event(
+        self, tx: Transaction, actor: Actor, data: Dict[str, Any], return_fields: Any
+    ) -> Dict[str, Any]:
+        """A script may log its own EventLogEntry; that creates no further event."""
+        row: Row = {"user": actor.user, "created_at": utc_now(), "meta": {}}
+        for name, value in data.items():
+            field = self._writable_field(EVENT_TYPE, name, "create", creating=True)
+            row[name] = normalize(field, value, self.links, "create")
+        if not row.get("event_type"):
+            raise ApiError("API create() EventLogEntry needs an event_type")
+        event_id = self.store.allocate_id(EVENT_TYPE)
+        tx.insert(EVENT_TYPE, event_id, row)
+        fields = list(data) + list(return_fields or [])
+        return query.render_entity(self.links, EVENT_TYPE, event_id, fields)
+
+    def update(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        entity_type: str,
+        entity_id: int,
+        data: Dict[str, Any],
+        modes: Optional[Dict[str, str]] = None,
+    ) -> Dict[str, Any]:
+        """Change fields and log one `Change` per field whose value really changed."""
+        self._writable_type(entity_type, "update")
+        if entity_type == EVENT_TYPE:
+            raise ApiError("API update() EventLogEntry rows cannot be changed")
+        row = self._existing(entity_type, entity_id, "update")
+        changes: Row = {}
+        metas: List[Tuple[Field, Dict[str, Any]]] = []
+        for name, value in data.items():
+            field = self._writable_field(entity_type, name, "update")
+            mode = _mode(modes or {}, field)
+            new = self._new_value(field, row.get(name), value, mode)
+            old = row.get(name)
+            if field.data_type == "multi_entity":
+                if (old or []) != new:
+                    changes[name] = new
+                    metas.append((field, self.events.multi_change_meta(field, old or [], new)))
+            elif old != new and not (old is None and new is False):
+                changes[name] = new
+                metas.append((field, self.events.change_meta(field, old, new)))
+        if changes:
+            changes.update(updated_at=utc_now(), updated_by=actor.user)
+            tx.update(entity_type, entity_id, changes)
+            for field, meta in metas:
+                self.events.attribute_changed(tx, actor, entity_type, entity_id, row, field, meta)
+        return query.render_entity(self.links, entity_type, entity_id, list(data))
+
+    def _new_value(self, field: Field, old: Any, value: Any, mode: str) -> Any:
+        if field.data_type != "multi_entity":
+            if mode != "set":
+                raise ApiError(
+                    f"API update() {field.entity_type}.{field.name}: multi_entity_update_mode "
+                    f"{mode!r} applies to multi-entity fields only"
+                )
+            return normalize(field, value, self.links, "update")
+        if mode not in _MULTI_MODES:
+            raise ApiError(
+                f"API update() {field.entity_type}.{field.name}: multi_entity_update_mode "
+                f"must be set, add or remove, got {mode!r}"
+            )
+        if mode == "remove":
+            removed = {link_key(item) for item in value or []}
+            return [link for link in old or [] if (link["type"], link["id"]) not in removed]
+        links = normalize(field, value, self.links, "update")
+        if mode == "add":
+            return list(old or []) + [link for link in links if link not in (old or [])]
+        return links
+
+    def retire(self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int) -> bool:
+        """Retire (the API's `delete`): False when already retired, a fault when unknown."""
+        self._writable_type(entity_type, "delete")
+        row = self._existing(entity_type, entity_id, "delete", allow_retired=True)
+        if self.store.is_retired(entity_type, entity_id):
+            return False
+        tx.set_retired(entity_type, entity_id, True)
+        self.events.entity_retired(tx, actor, entity_type, entity_id, row)
+        return True
+
+    def revive(self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int) -> bool:
+        """Bring a retired entity back: False when it was not retired."""
+        self._writable_type(entity_type, "revive")
+        row = self._existing(entity_type, entity_id, "revive", allow_retired=True)
+        if not self.store.is_retired(entity_type, entity_id):
+            return False
+        tx.set_retired(entity_type, entity_id, False)
+        self.events.entity_revived(tx, actor, entity_type, entity_id, row)
+        return True
+
+    # --- checks ------------------------------------------------------------------------
+
+    def _writable_type(self, entity_type: Any, method: str) -> Any:
+        entity = self.schema.entity(entity_type) if isinstance(entity_type, str) else None
+        if entity is None:
+            raise ApiError(f"API {method}() unknown entity type {entity_type!r}")
+        if entity_type == EVENT_TYPE and method in ("delete", "revive"):
+            raise ApiError(f"API {method}() EventLogEntry rows cannot be retired or revived")
+        return entity
+
+    def _writable_field(
+        self, entity_type: str, name: Any, method: str, creating: bool = False
+    ) -> Field:
+        field = self.schema.field(entity_type, name) if isinstance(name, str) else None
+        if field is None:
+            raise ApiError(f"API {method}() {entity_type}.{name} doesn't exist")
+        settable_on_create = creating and name in ("created_at", "created_by")
+        if (not field.editable or name == "created_at") and not settable_on_create:
+            raise ApiError(f"API {method}() {entity_type}.{name} is not editable")
+        return field
+
+    def _existing(
+        self, entity_type: str, entity_id: int, method: str, allow_retired: bool = False
+    ) -> Row:
+        row = self.store.row(entity_type, entity_id)
+        if row is None:
+            raise ApiError(f"API {method}() {entity_type} {entity_id} does not exist")
+        if not allow_retired and self.store.is_retired(entity_type, entity_id):
+            raise ApiError(f"API {method}() {entity_type} {entity_id} is retired")
+        return row
+
+
+def _fields_dict(items: Any, method: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """``[{"field_name", "value", "multi_entity_update_mode"?}]`` -> data and modes."""
+    if not isinstance(items, list):
+        raise ApiError(f"API {method}() expects 'fields' as a list of {{field_name, value}}")
+    data: Dict[str, Any] = {}
+    modes: Dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, dict) or "field_name" not in item:
+            raise ApiError(f"API {method}() invalid field item {item!r}")
+        data[item["field_name"]] = item.get("value")
+        if item.get("multi_entity_update_mode"):
+            modes[item["field_name"]] = item["multi_entity_update_mode"]
+    return data, modes
+
+
+def _create_args(args: Any) -> Tuple[str, Dict[str, Any], List[str]]:
+    if not isinstance(args, dict) or "type" not in args:
+        raise ApiError("API create() expects an object with 'type' and 'fields'")
+    data, _ = _fields_dict(args.get("fields", []), "create")
+    return args["type"], data, list(args.get("return_fields") or [])
+
+
+def _update_args(args: Any) -> Tuple[str, int, Dict[str, Any], Dict[str, str]]:
+    entity_type, entity_id = _target(args, "update")
+    data, modes = _fields_dict(args.get("fields", []), "update")
+    if args.get("multi_entity_update_mode"):
+        modes["*"] = args["multi_entity_update_mode"]  # the whole request's default
+    return entity_type, entity_id, data, modes
+
+
+def _mode(modes: Dict[str, str], field: Field) -> str:
+    if field.name in modes:
+        return modes[field.name]
+    return modes.get("*", "set") if field.data_type == "multi_entity" else "set"
+
+
+def _target(args: Any, method: str) -> Tuple[str, int]:
+    if not isinstance(args, dict) or "type" not in args or "id" not in args:
+        raise ApiError(f"API {method}() expects an object with 'type' and 'id'")
+    try:
+        return args["type"], int(args["id"])
+    except (TypeError, ValueError):
+        raise ApiError(
+            "API {}() id must be an integer, got {!r}".format(method, args["id"])
+        ) from None
