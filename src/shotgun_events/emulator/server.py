@@ -179,8 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(fault.code, f"Injected HTTP {fault.code} from the site emulator.")
             return
         method, response = self._call_api(body)
-        sent = self._send(200, encode(response), _JSON)
-        self.server.stats.record(method, len(body), sent)
+        data = self._response(200, encode(response), _JSON)
+        self.server.stats.record(method, len(body), len(data))  # before the client can read on
+        self._write(data)
 
     def _call_api(self, body: bytes) -> Tuple[str, Dict[str, Any]]:
         method = "<invalid>"
@@ -236,8 +237,18 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str,
         headers: Optional[Dict[str, str]] = None,
         close: bool = False,
-    ) -> int:
-        """Status line, headers and body in one write; returns the bytes sent."""
+    ) -> None:
+        self._write(self._response(code, body, content_type, headers, close))
+
+    def _response(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str,
+        headers: Optional[Dict[str, str]] = None,
+        close: bool = False,
+    ) -> bytes:
+        """Status line, headers and body as one buffer, so they go out in one write."""
         reason = self.responses.get(code, ("Error",))[0]
         lines = [
             f"HTTP/1.1 {code} {reason}",
@@ -251,12 +262,13 @@ class _Handler(BaseHTTPRequestHandler):
         if close or self.close_connection:
             lines.append("Connection: close")
             self.close_connection = True
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _write(self, data: bytes) -> None:
         try:
             self.wfile.write(data)
         except OSError:
             self.close_connection = True
-        return len(data)
 
 
 def _is_loopback(host: str) -> bool:
@@ -271,7 +283,7 @@ def _is_loopback(host: str) -> bool:
 def serve(server: SiteServer) -> threading.Thread:
     """Serve on a daemon thread; returns it."""
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="site-emulator"
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="site-emulator"
     )
     thread.daemon = True
     thread.start()
