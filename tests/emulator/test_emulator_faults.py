@@ -56,9 +56,11 @@ def test_maintenance_ends_by_itself(emulator, client):
 
 def test_three_502s_in_a_row_reach_the_client(emulator, client):
     emulator.faults.http_error(502, count=3)
+    emulator.reset_stats()
     with pytest.raises(shotgun_api3.ProtocolError) as raised:
         client.find("Shot", [])
     assert raised.value.errcode == 502
+    assert emulator.stats()["faulted"] == 3  # the client's own two retries were refused too
 
 
 def test_a_single_504_is_absorbed_by_the_clients_own_retry(emulator, client):

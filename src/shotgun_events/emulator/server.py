@@ -40,7 +40,7 @@ def encode(value: Any) -> bytes:
 
 
 class Stats:
-    """Requests per API method and bytes in and out, for site-load benchmarks."""
+    """Requests per API method, bytes in and out, and requests lost to injected faults."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -50,6 +50,7 @@ class Stats:
         with self._lock:
             self._methods: Dict[str, int] = {}
             self._requests = 0
+            self._faulted = 0
             self._received = 0
             self._sent = 0
 
@@ -60,10 +61,16 @@ class Stats:
             self._received += received
             self._sent += sent
 
+    def record_fault(self) -> None:
+        """An API request answered by an injected fault (503, 5xx, drop) instead of the site."""
+        with self._lock:
+            self._faulted += 1
+
     def snapshot(self) -> Dict[str, Any]:
         with self._lock:
             return {
                 "requests": self._requests,
+                "faulted": self._faulted,
                 "methods": dict(self._methods),
                 "bytes_received": self._received,
                 "bytes_sent": self._sent,
@@ -165,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, body: bytes) -> None:
         fault = self.server.faults.next_fault()
+        if fault.kind is not None:
+            self.server.stats.record_fault()
         if fault.delay and self.server.stopping.wait(fault.delay):
             self.close_connection = True
             return
