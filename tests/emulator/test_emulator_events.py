@@ -223,3 +223,10 @@ def test_the_daemon_poll_pages_through_a_backlog_in_order(emulator, sg):
         seen.extend(event["id"] for event in page)
         position = page[-1]["id"]
     assert seen == list(range(first, last + 1))
+
+
+def test_fields_created_empty_write_no_change_event(emulator, sg, project, events_after):
+    start = emulator.latest_event_id()
+    sg.create("Shot", {"code": "bare", "project": project, "description": None, "assets": []})
+    changed = [event["attribute_name"] for event in events_after(start)[1:]]
+    assert changed == ["code", "project"]

@@ -78,6 +78,8 @@ class EventLog:
         self._write(tx, actor, entity_type, entity_id, row, "New", None, meta, description)
         for field in set_fields:
             value = row.get(field.name)
+            if value is None or value == []:
+                continue  # setting a field to nothing on create changes nothing
             if field.data_type == "multi_entity":
                 change = self.multi_change_meta(field, [], value or [])
             else:

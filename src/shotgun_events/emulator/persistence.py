@@ -45,11 +45,7 @@ class SqlitePersistence:
         with self._lock:
             counters = dict(self._db.execute("SELECT entity_type, next_id FROM counters"))
             records = self._db.execute("SELECT entity_type, id, retired, data FROM rows").fetchall()
-        rows = (
-            (kind, entity_id, json.loads(data), bool(retired))
-            for kind, entity_id, retired, data in records
-        )
-        return rows, counters
+        return _decode(records), counters
 
     def save(
         self, rows: List[Tuple[str, int, Optional[Row], bool]], next_ids: Dict[str, int]
@@ -99,3 +95,19 @@ class SqlitePersistence:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _decode(records: List[Tuple[str, int, int, str]]) -> Iterator[Tuple[str, int, Row, bool]]:
+    """Rows from their JSON; runs of identical events (a bulk insert) share one dict again.
+
+    Only events may share: they never change after they are written, entity rows do.
+    """
+    previous_text, previous_row = None, None
+    for entity_type, entity_id, retired, text in records:
+        if entity_type == "EventLogEntry" and text == previous_text:
+            yield entity_type, entity_id, previous_row, bool(retired)  # type: ignore[misc]
+            continue
+        row = json.loads(text)
+        if entity_type == "EventLogEntry":
+            previous_text, previous_row = text, row
+        yield entity_type, entity_id, row, bool(retired)

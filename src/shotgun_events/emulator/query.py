@@ -11,7 +11,7 @@ a message naming the path and relation. This module must never write to the stor
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import ApiError
 from .schema import NUMERIC_TYPES, Field
@@ -425,14 +425,31 @@ def candidate_ids(table: Table, filters: Any, descending: bool = False) -> Itera
     Only conditions ANDed at the top level narrow; every condition is still checked by the
     predicate afterwards, so this is purely a shortcut and never changes a result.
     """
-    low: Optional[int] = None  # exclusive
-    high: Optional[int] = None  # exclusive
-    exact: Optional[set] = None
+    low, high, exact = _id_bounds(filters)
+    if exact is None:
+        start, stop = table.id_range(low, high)
+        return _slice(table.ids, start, stop, descending)
+    rows = table.rows
+    chosen = sorted(
+        entity_id
+        for entity_id in exact
+        if entity_id in rows
+        and (low is None or entity_id > low)
+        and (high is None or entity_id < high)
+    )
+    return reversed(chosen) if descending else chosen
+
+
+def _id_bounds(filters: Any) -> Tuple[Optional[int], Optional[int], Optional[Set[int]]]:
+    """(exclusive low, exclusive high, exact id set) implied by top-level id conditions."""
+    low: Optional[int] = None
+    high: Optional[int] = None
+    exact: Optional[Set[int]] = None
     for condition in _top_level_id_conditions(filters):
         relation, values = condition.get("relation"), condition.get("values") or []
         numbers = [value for value in values if _is_int(value)]
         if len(numbers) != len(values):
-            continue
+            continue  # e.g. ids sent as strings: the predicate still checks them
         if (relation == "is" and len(numbers) == 1) or relation == "in":
             exact = set(numbers) if exact is None else exact & set(numbers)
         elif relation == "greater_than" and len(numbers) == 1:
@@ -442,18 +459,7 @@ def candidate_ids(table: Table, filters: Any, descending: bool = False) -> Itera
         elif relation == "between" and len(numbers) == 2:
             low = numbers[0] - 1 if low is None else max(low, numbers[0] - 1)
             high = numbers[1] + 1 if high is None else min(high, numbers[1] + 1)
-    if exact is not None:
-        rows = table.rows
-        chosen = sorted(
-            entity_id
-            for entity_id in exact
-            if entity_id in rows
-            and (low is None or entity_id > low)
-            and (high is None or entity_id < high)
-        )
-        return reversed(chosen) if descending else chosen
-    start, stop = table.id_range(low, high)
-    return _slice(table.ids, start, stop, descending)
+    return low, high, exact
 
 
 def _slice(ids: List[int], start: int, stop: int, descending: bool) -> Iterable[int]:
