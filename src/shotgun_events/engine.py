@@ -1,0 +1,532 @@
+"""The engine: one poll loop that reads the site's event log and feeds every plugin's worker.
+
+The engine keeps the *head* (the highest event id its poll has settled) and the set of open
+gaps, reads the next page after the head, routes each event to the workers whose plugins can
+want its type, and asks for open gaps on every poll until they appear or time out. It also
+scans plugin folders (hot reload) and checkpoints the state file.
+
+It must never wait for a plugin: a worker whose inbox is full is detached and catches up by
+reading the site on its own. It sleeps only when the site has nothing more to give.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
+
+from .config import Config, PluginFolderSettings
+from .observe import EngineObserver
+from .plugins import FolderScan, Plugin, PluginEnvironment, scan_folder
+from .reader import Page
+from .site import OutageMonitor, Site, Stopping
+from .state import PluginKey, PluginProgress, ProgressJournal, SavedState, StateStore
+from .workers import (
+    INACTIVE,
+    Batch,
+    ExpiredGaps,
+    LateEvents,
+    Message,
+    PluginWorker,
+)
+
+log = logging.getLogger("engine")
+
+#: How long the first poll waits for plugins to load, so that they all start together from
+#: one read of the site rather than each catching up alone.
+STARTUP_GRACE = 10.0
+
+
+@dataclass
+class _Request:
+    kind: str  # "attach", "detached", "reloaded"
+    worker: PluginWorker
+
+
+class Engine:
+    """Polls the site and drives one worker per plugin. ``run()`` blocks until ``stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        environment: Optional[PluginEnvironment] = None,
+        timing_log: Optional[logging.Logger] = None,
+        observer: Optional[EngineObserver] = None,
+    ) -> None:
+        daemon = config.daemon
+        self.config = config
+        self.batch_size = daemon.max_event_batch_size
+        self.gap_timeout = daemon.gap_timeout
+        self.fetch_interval = daemon.fetch_interval
+        self.recheck_interval = daemon.fetch_interval
+        self.stop_event = threading.Event()
+        self.head = 0
+        self.environment = environment or PluginEnvironment(
+            server=config.site.server,
+            proxy_server=config.site.proxy_server,
+            use_session_uuid=config.site.use_session_uuid,
+            site_timeout=daemon.site_timeout,
+            log_level=daemon.log_level,
+        )
+        self.timing_log = timing_log
+        self.observer = observer or EngineObserver()
+        self.outage = OutageMonitor(log, daemon.max_conn_retries)
+        self.state = StateStore(
+            daemon.event_id_file, save_interval=daemon.state_save_interval, logger=log
+        )
+        self.site = self.make_site()
+        self.workers: Dict[PluginKey, PluginWorker] = {}
+        self.progress: Dict[PluginKey, PluginProgress] = {}
+        self._journals: Dict[PluginKey, ProgressJournal] = {}
+        self._running = False
+        self.gaps: Dict[int, float] = {}
+        self._saved: Optional[SavedState] = None
+        self._attached: Set[PluginWorker] = set()
+        self._routes: Dict[str, List[PluginWorker]] = {}
+        self._everything: List[PluginWorker] = []
+        self._wanted_types: Optional[FrozenSet[str]] = None
+        self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._last_recheck = 0.0
+        self._folder_problems: Dict[str, str] = {}
+        self._refused: Dict[Tuple[str, str], str] = {}
+        self.started_at: Optional[float] = None
+        self.polls = 0
+        self.last_poll_at: Optional[float] = None
+        self.events_fetched = 0
+        #: (event id, created_at as epoch seconds) of recent pages' last events, to tell how
+        #: many seconds a lagging plugin is behind.
+        self._times: Deque[Tuple[int, float]] = deque(maxlen=2000)
+
+    # ------------------------------------------------------------ public
+
+    def run(self) -> int:
+        """Run until ``stop()``; returns the process exit code (0 after a clean stop)."""
+        try:
+            self._start()
+            while not self.stop_event.is_set():
+                self._tick()
+        except Stopping:
+            pass
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the engine to stop; safe from signal handlers and other threads."""
+        self.stop_event.set()
+        self._wake.set()
+
+    def rescan(self) -> None:
+        """Look at the plugin folders now (SIGHUP) instead of at the next poll."""
+        self._wake.set()
+
+    def status(self) -> Dict[str, Any]:
+        """A JSON-ready picture of the engine for the status file, `status` and metrics.
+
+        Read from other threads without locks: every value is a plain attribute read, so
+        the picture may be a few milliseconds stale but is never torn in a harmful way.
+        """
+        now = time.monotonic()
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "written_at": time.time(),
+            "config": str(self.config.path),
+            "head": self.head,
+            "last_poll_at": self.last_poll_at,
+            "open_gaps": len(self.gaps),
+            "site": {
+                "url": self.config.site.server,
+                "reachable": not self.outage.in_outage,
+                "outage_seconds": None
+                if self.outage.started is None
+                else round(now - self.outage.started, 1),
+                "failed_requests": self.outage.failures,
+                "last_error": self.outage.last_error,
+            },
+            "state_file": {
+                "path": str(self.config.daemon.event_id_file),
+                "healthy": getattr(self.state, "healthy", True),
+                "last_error": getattr(self.state, "last_error", None),
+            },
+            "plugins": [self._plugin_status(w, now) for w in list(self.workers.values())],
+        }
+
+    def _plugin_status(self, worker: PluginWorker, now: float) -> Dict[str, Any]:
+        plugin, stats = worker.plugin, worker.stats
+        position = worker.progress.position
+        busy_for = None if stats.busy_since is None else round(now - stats.busy_since, 1)
+        return {
+            "folder": plugin.folder,
+            "name": plugin.name,
+            "path": str(plugin.path),
+            "state": worker.mode,
+            "active": plugin.active,
+            "reason": plugin.inactive_reason,
+            "position": position,
+            "open_gaps": len(worker.progress.gaps),
+            "lag_events": max(0, self.head - (position or 0)),
+            "lag_seconds": self._lag_seconds(position),
+            "queued_events": worker.queued_events,
+            "delivered": stats.delivered,
+            "callback_runs": stats.callback_runs,
+            "errors": stats.errors,
+            "last_error": stats.last_error,
+            "busy_callback": stats.busy_callback,
+            "busy_seconds": busy_for,
+        }
+
+    def _remember_times(self, page: Page) -> None:
+        if page.events:
+            created = page.events[-1].get("created_at")
+            if isinstance(created, datetime):
+                self._times.append((page.events[-1]["id"], created.timestamp()))
+
+    def _lag_seconds(self, position: Optional[int]) -> Optional[float]:
+        """How old the oldest event a plugin has not reached is, roughly (page resolution)."""
+        if position is None or position >= self.head:
+            return 0.0
+        ids = [event_id for event_id, _ in self._times]
+        index = bisect.bisect_right(ids, position)
+        if index >= len(self._times):
+            return None
+        return round(max(0.0, time.time() - self._times[index][1]), 1)
+
+    # ------------------------------------------------------------ WorkerHub
+
+    def make_site(self) -> Site:
+        site = self.config.site
+        return Site(
+            site.server,
+            site.script_name,
+            site.script_key.reveal(),
+            proxy_server=site.proxy_server,
+            timeout=self.config.daemon.site_timeout,
+            retry_cap=self.config.daemon.conn_retry_sleep,
+            outage=self.outage,
+            stop_event=self.stop_event,
+            on_request=self.observer.site_request,
+        )
+
+    def request_attach(self, worker: PluginWorker) -> None:
+        self._requests.put(_Request("attach", worker))
+        self._wake.set()
+
+    def worker_detached(self, worker: PluginWorker) -> None:
+        self._requests.put(_Request("detached", worker))
+
+    def plugin_reloaded(self, worker: PluginWorker) -> None:
+        self._requests.put(_Request("reloaded", worker))
+
+    # ------------------------------------------------------------ start and stop
+
+    def _start(self) -> None:
+        self.started_at = time.time()
+        self._saved = self.state.load()
+        if self._saved.source not in ("state file", "none"):
+            log.error(
+                "The state file %s could not be used as is; positions come from the %s. "
+                "Events after those positions will be delivered again, none is skipped.",
+                self.config.daemon.event_id_file,
+                self._saved.source,
+            )
+        latest = self.site.latest_event_id()
+        log.info("The site's newest event is %d.", latest)
+        for key, progress in self._saved.plugins.items():
+            self._keep(key, progress)
+        self.head = latest
+        self._scan_plugins(start_position=latest)
+        positions = [w.progress.position for w in self.workers.values()]
+        known = [p for p in positions if p is not None]
+        if known:
+            self.head = min(min(known), latest)
+        for position in known:
+            if position > latest:
+                log.warning(
+                    "A saved position (%d) is ahead of the site's newest event (%d): was the "
+                    "site restored from a backup? That plugin waits until the site passes it.",
+                    position,
+                    latest,
+                )
+        self.state.checkpoint()
+        for worker in self.workers.values():
+            worker.start()
+        self._running = True
+        self._wait_for_plugins()
+
+    def _wait_for_plugins(self) -> None:
+        deadline = time.monotonic() + STARTUP_GRACE
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            self._handle_requests()
+            if all(w.is_attached or w.mode == INACTIVE for w in self.workers.values()):
+                return
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def _shutdown(self) -> None:
+        self.stop_event.set()
+        for worker in self.workers.values():
+            worker.stop()
+        deadline = time.monotonic() + self.config.daemon.stop_timeout
+        for worker in self.workers.values():
+            if not worker.join(max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "Plugin %s did not finish event %s within %.0f s; it will get that event "
+                    "again at the next start.",
+                    worker.plugin.name,
+                    worker.stats.current_event_id,
+                    self.config.daemon.stop_timeout,
+                )
+        self.state.close()
+        self.site.close()
+        log.info("Stopped; positions saved to %s.", self.config.daemon.event_id_file)
+
+    # ------------------------------------------------------------ the loop
+
+    def _tick(self) -> None:
+        self._handle_requests()
+        self._scan_plugins(start_position=self.head)
+        page = self.site.read_page(self.head, self.batch_size, self._wanted_types)
+        self.polls += 1
+        self.last_poll_at = time.time()
+        self.events_fetched += len(page.events)
+        self.observer.events_fetched(len(page.events))
+        self._remember_times(page)
+        self._route_page(page)
+        self.head = max(self.head, page.through)
+        self._recheck_gaps_if_due()
+        self.state.checkpoint_if_due()
+        if not page.full:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Sleep until the next poll; woken early by a stop, an attach request or SIGHUP."""
+        self._wake.wait(self.fetch_interval)
+        self._wake.clear()
+
+    def _handle_requests(self) -> None:
+        changed = False
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            if request.kind == "attach":
+                changed |= self._attach(request.worker)
+            elif request.worker in self._attached:
+                self._attached.discard(request.worker)
+                changed = True
+            elif request.kind == "reloaded":
+                changed = True
+        if changed:
+            self._rebuild_routes()
+
+    # ------------------------------------------------------------ attaching workers
+
+    def _attach(self, worker: PluginWorker) -> bool:
+        """Let a worker that caught up receive the engine's batches again."""
+        if self.workers.get(worker.plugin.key) is not worker or self.stop_event.is_set():
+            worker.answer_attach(False)
+            return False
+        position = worker.progress.position or 0
+        fill: List[Message] = []
+        if position < self.head:
+            if self.head - position > 2 * self.batch_size:
+                worker.answer_attach(False)
+                return False
+            fill = self._read_fill(worker, position)
+        for gap, deadline in list(worker.progress.gaps.items()):
+            self.gaps[gap] = max(deadline, self.gaps.get(gap, 0.0))
+        self._attached.add(worker)
+        worker.answer_attach(True, fill)
+        return True
+
+    def _read_fill(self, worker: PluginWorker, position: int) -> List[Message]:
+        """Read the few events between a worker's position and the head for it."""
+        fill: List[Message] = []
+        while position < self.head:
+            page = self.site.read_page(position, self.batch_size, worker.plugin.event_types)
+            deadline = time.monotonic() + self.gap_timeout
+            for gap in page.missing:
+                self.gaps.setdefault(gap, deadline)
+            fill.append(Batch(page.events, page.through, page.missing, deadline))
+            if not page.events:
+                break
+            position = page.through
+        return fill
+
+    def _rebuild_routes(self) -> None:
+        """Index attached workers by the event types their plugins can match."""
+        routes: Dict[str, List[PluginWorker]] = {}
+        everything: List[PluginWorker] = []
+        for worker in sorted(self._attached, key=self._dispatch_order):
+            types = worker.plugin.event_types
+            if types is None:
+                everything.append(worker)
+                continue
+            for event_type in types:
+                routes.setdefault(event_type, []).append(worker)
+        self._routes, self._everything = routes, everything
+
+    # ------------------------------------------------------------ routing
+
+    def _route_page(self, page: Page) -> None:
+        deadline = time.monotonic() + self.gap_timeout
+        for gap in page.missing:
+            self.gaps.setdefault(gap, deadline)
+        if page.jumped:
+            log.warning(
+                "Event ids %d to %d are missing from the site; that is a jump in the id "
+                "sequence, not late events: they are not waited for.",
+                *page.jumped,
+            )
+        if not self._attached:
+            return
+        per_worker: Dict[PluginWorker, list] = {}
+        if self._routes:
+            routes = self._routes
+            for event in page.events:
+                for worker in routes.get(event["event_type"], ()):
+                    per_worker.setdefault(worker, []).append(event)
+        everything = set(self._everything)
+        for worker in list(self._attached):
+            events = page.events if worker in everything else per_worker.get(worker, [])
+            self._send(worker, Batch(events, page.through, page.missing, deadline))
+
+    def _send(self, worker: PluginWorker, message: Message) -> None:
+        if not worker.offer(message):
+            self._attached.discard(worker)
+            self._rebuild_routes()
+            log.info(
+                "Plugin %s is %d events behind; it reads the site on its own until it catches up.",
+                worker.plugin.name,
+                worker.queued_events,
+            )
+
+    def _recheck_gaps_if_due(self) -> None:
+        """Ask for open gaps, at most once per fetch interval: no busy loop on a gap."""
+        now = time.monotonic()
+        if not self.gaps or now - self._last_recheck < self.recheck_interval:
+            return
+        self._last_recheck = now
+        found = self.site.events_by_id(list(self.gaps))
+        for event in found:
+            self.gaps.pop(event["id"], None)
+        now = time.monotonic()
+        expired = sorted(gap for gap, deadline in self.gaps.items() if deadline <= now)
+        for gap in expired:
+            del self.gaps[gap]
+        if found:
+            log.info("Late events arrived: %s", [event["id"] for event in found])
+            self._broadcast(LateEvents(found))
+        if expired:
+            log.info("Stopped waiting for event ids that never appeared: %s", expired)
+            self._broadcast(ExpiredGaps(expired))
+
+    def _broadcast(self, message: Message) -> None:
+        for worker in list(self._attached):
+            self._send(worker, message)
+
+    # ------------------------------------------------------------ plugin folders
+
+    def _keep(self, key: PluginKey, progress: PluginProgress) -> None:
+        """Track a plugin's progress in the state file (kept even if its file goes away)."""
+        if key not in self.progress:
+            self.progress[key] = progress
+            self._journals[key] = self.state.track(key, progress)
+
+    def _scan_plugins(self, start_position: int) -> None:
+        for folder in self.config.plugins.folders:
+            scan = scan_folder(folder.resolved)
+            self._report_folder(folder, scan)
+            if scan.error is None:
+                self._sync_folder(folder, scan, start_position)
+
+    def _sync_folder(
+        self, folder: PluginFolderSettings, scan: FolderScan, start_position: int
+    ) -> None:
+        present = set()
+        for name, (path, signature) in scan.files.items():
+            key = (folder.path, name)
+            present.add(key)
+            worker = self.workers.get(key)
+            if worker is None:
+                self._add_plugin(folder, path, start_position)
+            elif signature != worker.plugin.signature:
+                worker.request_reload()
+        for key, worker in list(self.workers.items()):
+            if key[0] == folder.path and key not in present:
+                self._remove_plugin(worker, scan.refused.get(key[1]))
+
+    def _add_plugin(self, folder: PluginFolderSettings, path, start_position: int) -> None:
+        plugin = Plugin(folder.path, path, self.environment)
+        key = plugin.key
+        progress = self.progress.get(key)
+        if progress is None:
+            assert self._saved is not None
+            saved = self._saved.progress_for(folder.path, plugin.name)
+            if saved is None:
+                progress = PluginProgress(position=start_position)
+            else:  # a copy: the fallback may be another key's progress
+                progress = PluginProgress(position=saved.position, gaps=dict(saved.gaps))
+            self._keep(key, progress)
+        worker = PluginWorker(
+            plugin,
+            progress,
+            self._journals[key],
+            self,
+            capacity=self.config.daemon.max_plugin_backlog,
+            timing_log=self.timing_log,
+            observer=self.observer,
+        )
+        self.workers[key] = worker
+        if self._running:
+            log.info("New plugin %s starts after event %s.", path, progress.position)
+            worker.start()
+
+    def _remove_plugin(self, worker: PluginWorker, refused: Optional[str]) -> None:
+        if refused:
+            log.error("Plugin %s is no longer loaded: %s.", worker.plugin.path, refused)
+        else:
+            log.info(
+                "Plugin file %s was removed; its position is kept in case it comes back.",
+                worker.plugin.path,
+            )
+        worker.stop()
+        del self.workers[worker.plugin.key]
+        self._attached.discard(worker)
+        self._rebuild_routes()
+
+    def _dispatch_order(self, worker: PluginWorker) -> Tuple[int, str]:
+        """Plugin folders in config order, files by name (the classic order)."""
+        folders = [folder.path for folder in self.config.plugins.folders]
+        folder = worker.plugin.folder
+        return (
+            folders.index(folder) if folder in folders else len(folders),
+            worker.plugin.path.name,
+        )
+
+    def _report_folder(self, folder: PluginFolderSettings, scan: FolderScan) -> None:
+        """Say once when a folder or file cannot be used, and once when it recovers."""
+        previous = self._folder_problems.get(folder.path)
+        if scan.error and scan.error != previous:
+            log.error("Plugin folder %s: %s; retrying at every poll.", folder.path, scan.error)
+            self._folder_problems[folder.path] = scan.error
+        elif scan.error is None and previous:
+            log.warning("Plugin folder %s is readable again.", folder.path)
+            del self._folder_problems[folder.path]
+        for name, reason in scan.refused.items():
+            if self._refused.get((folder.path, name)) != reason:
+                log.error("Plugin %s/%s.py is refused: %s.", folder.path, name, reason)
+                self._refused[(folder.path, name)] = reason
+        for key in [k for k in self._refused if k[0] == folder.path and k[1] not in scan.refused]:
+            del self._refused[key]

@@ -1,0 +1,500 @@
+"""One worker per plugin: its events in id order, on its own thread.
+
+A worker owns one plugin's progress (position and gaps) and is the only code that changes
+it. Events come from the engine's poll as batches in its inbox; when the inbox is full (the
+plugin is slow or stuck) the engine stops feeding it, and the worker later reads the site on
+its own from its position until it is back at the engine's head ("catching up"), so a slow
+plugin never delays the others and never makes the engine hoard events.
+
+It must never advance a position past an event the plugin has not finished, never deliver
+an event twice to one plugin, and never let a plugin's exception escape its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Deque, Iterable, Optional, Protocol, Sequence, Union
+
+from .observe import EngineObserver
+from .plugins import Callback, Plugin
+from .reader import Event, Page, ids_between
+from .site import Site, Stopping
+from .state import PluginProgress, ProgressJournal
+
+log = logging.getLogger("engine.workers")
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Part of one engine poll: the events this plugin may want, and what the poll settled."""
+
+    events: Sequence[Event]
+    through: int
+    missing: Sequence[int]
+    gap_deadline: float
+
+
+@dataclass(frozen=True)
+class LateEvents:
+    """Events that filled gaps; each is delivered only to plugins still waiting for it."""
+
+    events: Sequence[Event]
+
+
+@dataclass(frozen=True)
+class ExpiredGaps:
+    """Gap ids the site never showed within the gap timeout: stop waiting for them."""
+
+    ids: Sequence[int]
+
+
+Message = Union[Batch, LateEvents, ExpiredGaps]
+
+
+class WorkerHub(Protocol):
+    """What a worker needs from the engine (engine.py implements it)."""
+
+    head: int
+    batch_size: int
+    gap_timeout: float
+    recheck_interval: float
+    stop_event: threading.Event
+
+    def make_site(self) -> Site: ...
+
+    def request_attach(self, worker: PluginWorker) -> None: ...
+
+    def worker_detached(self, worker: PluginWorker) -> None: ...
+
+    def plugin_reloaded(self, worker: PluginWorker) -> None: ...
+
+
+@dataclass
+class WorkerStats:
+    """Counters for status and metrics; written by the worker thread only."""
+
+    delivered: int = 0
+    callback_runs: int = 0
+    errors: int = 0
+    last_error: Optional[str] = None
+    last_event_id: Optional[int] = None
+    current_event_id: Optional[int] = None
+    last_event_created_at: Optional[float] = None
+    busy_since: Optional[float] = None
+    busy_callback: Optional[str] = None
+    catch_up_reads: int = 0
+
+
+ATTACHED = "attached"
+CATCHING_UP = "catching up"
+INACTIVE = "inactive"
+LOADING = "loading"
+STOPPED = "stopped"
+
+
+class PluginWorker:
+    """Runs one plugin on its own thread; see the module docstring for the life cycle."""
+
+    def __init__(
+        self,
+        plugin: Plugin,
+        progress: PluginProgress,
+        journal: ProgressJournal,
+        hub: WorkerHub,
+        *,
+        capacity: int,
+        timing_log: Optional[logging.Logger] = None,
+        observer: Optional[EngineObserver] = None,
+    ) -> None:
+        self.plugin = plugin
+        self.progress = progress
+        self.journal = journal
+        self.hub = hub
+        self.capacity = max(1, capacity)
+        self.timing_log = timing_log
+        self.observer = observer or EngineObserver()
+        self.stats = WorkerStats()
+        self.mode = LOADING
+        self._cond = threading.Condition()
+        self._inbox: Deque[Message] = deque()
+        self._inbox_events = 0
+        self._attached = False
+        self._attach_answer: Optional[bool] = None
+        self._reload_requested = False
+        self._stop_requested = False
+        self._site: Optional[Site] = None
+        self._last_recheck = 0.0
+        self.thread = threading.Thread(target=self._run, name=f"plugin-{plugin.name}", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"<PluginWorker {self.plugin.name} {self.mode} at {self.progress.position}>"
+
+    # ------------------------------------------------------------ engine side
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def offer(self, message: Message) -> bool:
+        """Queue a message; False when the inbox is full and the worker must read alone."""
+        size = len(message.events) if isinstance(message, (Batch, LateEvents)) else 0
+        with self._cond:
+            if not self._attached:
+                return False
+            if self._inbox_events + size > self.capacity and self._inbox:
+                self._attached = False
+                self._cond.notify_all()
+                return False
+            self._inbox.append(message)
+            self._inbox_events += size
+            self._cond.notify_all()
+            return True
+
+    def answer_attach(self, accepted: bool, fill: Iterable[Message] = ()) -> None:
+        """The engine's answer to ``request_attach``; ``fill`` closes the distance to its head."""
+        with self._cond:
+            if accepted:
+                for message in fill:
+                    self._inbox.append(message)
+                self._attached = True
+            self._attach_answer = accepted
+            self._cond.notify_all()
+
+    def request_reload(self) -> None:
+        with self._cond:
+            self._reload_requested = True
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop_requested = True
+            self._cond.notify_all()
+
+    def join(self, timeout: Optional[float]) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    @property
+    def is_attached(self) -> bool:
+        return self._attached
+
+    @property
+    def queued_events(self) -> int:
+        return self._inbox_events
+
+    # ------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        try:
+            self._reload()
+            while not self._stop_requested:
+                if self._reload_requested:
+                    self._reload()
+                elif self.mode == INACTIVE:
+                    self._wait_for_change()
+                elif self.mode == CATCHING_UP:
+                    self._catch_up()
+                else:
+                    self._work_inbox()
+        except Stopping:
+            pass
+        except BaseException:
+            log.exception("Worker of plugin %s stopped on an unexpected error", self.plugin.name)
+        finally:
+            self.mode = STOPPED
+            self._detach()
+            if self._site is not None:
+                self._site.close()
+
+    def _reload(self) -> None:
+        """(Re)load the plugin, then read from its own position with the new callbacks.
+
+        Queued batches were routed with the old callbacks' event types, so they are dropped
+        and read again from the site: nothing the new code wants can be missed.
+        """
+        with self._cond:
+            self._reload_requested = False
+        self._detach()
+        loaded = self.plugin.load()
+        self.hub.plugin_reloaded(self)
+        if loaded:
+            self.plugin.logger.info(
+                "Loaded plugin %s (%d callbacks); resuming after event %s.",
+                self.plugin.path,
+                len(self.plugin.callbacks),
+                self.progress.position,
+            )
+            self.mode = CATCHING_UP
+        else:
+            self.mode = INACTIVE
+
+    def _detach(self) -> None:
+        with self._cond:
+            was_attached = self._attached
+            self._attached = False
+            self._inbox.clear()
+            self._inbox_events = 0
+        if was_attached:
+            self.hub.worker_detached(self)
+
+    def _wait_for_change(self) -> None:
+        with self._cond:
+            while not (self._reload_requested or self._stop_requested):
+                self._cond.wait()
+
+    def _work_inbox(self) -> None:
+        with self._cond:
+            while not self._inbox and self._attached and not self._interrupted():
+                self._cond.wait(1.0)
+            if self._interrupted():
+                return
+            if not self._inbox:
+                self.mode = CATCHING_UP  # the engine stopped feeding us: read alone
+                return
+            message = self._inbox.popleft()
+            if isinstance(message, (Batch, LateEvents)):
+                self._inbox_events -= len(message.events)
+        self._handle(message)
+
+    def _interrupted(self) -> bool:
+        return self._stop_requested or self._reload_requested
+
+    def _handle(self, message: Message) -> None:
+        if isinstance(message, Batch):
+            self._apply_batch(
+                message.events, message.through, message.missing, message.gap_deadline
+            )
+        elif isinstance(message, LateEvents):
+            self._apply_late(message.events)
+        else:
+            self._expire(message.ids)
+
+    # ------------------------------------------------------------ catching up
+
+    def _catch_up(self) -> None:
+        """Read the site from our own position until we reach the engine's head."""
+        site = self._own_site()
+        if time.monotonic() - self._last_recheck >= self.hub.recheck_interval:
+            self._recheck_gaps(site)
+        while self.mode == CATCHING_UP and not self._interrupted():
+            position = self.progress.position or 0
+            if position >= self.hub.head and self._ask_to_attach():
+                self.mode = ATTACHED
+                return
+            page = site.read_page(position, self.hub.batch_size, self.plugin.event_types)
+            self.stats.catch_up_reads += 1
+            self._apply_batch(
+                page.events, page.through, page.missing, time.monotonic() + self.hub.gap_timeout
+            )
+            if page.jumped:
+                self._log_jump(page)
+            if not page.events:
+                # Nothing newer on the site than our position, yet the engine's head is ahead
+                # of it (a plugin that started ahead, or an empty read): ask to join.
+                if self._ask_to_attach():
+                    self.mode = ATTACHED
+                    return
+                if self.hub.stop_event.wait(self.hub.recheck_interval):
+                    raise Stopping()
+
+    def _ask_to_attach(self) -> bool:
+        with self._cond:
+            self._attach_answer = None
+        self.hub.request_attach(self)
+        with self._cond:
+            while self._attach_answer is None and not self._interrupted():
+                self._cond.wait(1.0)
+            return bool(self._attach_answer)
+
+    def _own_site(self) -> Site:
+        if self._site is None:
+            self._site = self.hub.make_site()
+        return self._site
+
+    def _recheck_gaps(self, site: Site) -> None:
+        """Ask the site for our own open gaps (the engine does it while we are attached).
+
+        Expired gaps are asked for one last time before they are dropped: a plugin that was
+        inactive or stopped past a gap's deadline still gets an event that arrived meanwhile.
+        """
+        self._last_recheck = time.monotonic()
+        if self.progress.gaps:
+            self._apply_late(site.events_by_id(list(self.progress.gaps)))
+        now = time.monotonic()
+        expired = [gap for gap, deadline in self.progress.gaps.items() if deadline <= now]
+        if expired:
+            self._expire(expired)
+
+    def _log_jump(self, page: Page) -> None:
+        assert page.jumped is not None
+        self.plugin.logger.warning(
+            "Event ids %d to %d are missing from the site; that is a jump in the id "
+            "sequence, not late events: they are not waited for.",
+            *page.jumped,
+        )
+
+    # ------------------------------------------------------------ progress
+
+    def _apply_batch(
+        self, events: Sequence[Event], through: int, missing: Sequence[int], gap_deadline: float
+    ) -> None:
+        """Deliver new events in order, recording gaps before the position passes them."""
+        for event in events:
+            event_id = event["id"]
+            position = self.progress.position or 0
+            if event_id <= position:
+                continue
+            if self._stop_requested:
+                raise Stopping()
+            if not self._deliver(event):
+                self._advance(event_id - 1, missing, gap_deadline)
+                return
+            self._advance(event_id, missing, gap_deadline)
+        if through > (self.progress.position or 0):
+            self._advance(through, missing, gap_deadline)
+
+    def _advance(self, new_position: int, missing: Sequence[int], gap_deadline: float) -> None:
+        progress = self.progress
+        with progress.lock:
+            old = progress.position or 0
+            if new_position <= old:
+                return
+            opened = list(ids_between(missing, old, new_position))
+            for gap in opened:
+                progress.gaps[gap] = gap_deadline
+            progress.position = new_position
+            self.journal.record(opened=opened)
+
+    def _apply_late(self, events: Sequence[Event]) -> None:
+        """Deliver events that filled our gaps, once each, in id order."""
+        for event in sorted(events, key=lambda e: e["id"]):
+            event_id = event["id"]
+            if event_id not in self.progress.gaps:
+                continue
+            if self._stop_requested:
+                raise Stopping()
+            if not self._deliver(event):
+                return
+            with self.progress.lock:
+                self.progress.gaps.pop(event_id, None)
+                self.journal.record(closed=[event_id])
+
+    def _expire(self, ids: Iterable[int]) -> None:
+        closed = [gap for gap in ids if gap in self.progress.gaps]
+        if not closed:
+            return
+        with self.progress.lock:
+            for gap in closed:
+                self.progress.gaps.pop(gap, None)
+            self.journal.record(closed=closed)
+        self.plugin.logger.debug("Stopped waiting for event ids %s (gap timeout).", closed)
+
+    # ------------------------------------------------------------ delivery
+
+    def _deliver(self, event: Event) -> bool:
+        """Run every callback that wants this event; False when the plugin must stop."""
+        if not self.plugin.active:
+            return False
+        callbacks = self.plugin.callbacks_for(event)
+        if not callbacks:
+            return True
+        own_copy = copy_event(event)
+        self.stats.current_event_id = event["id"]
+        try:
+            for callback in callbacks:
+                if not self._run_callback(callback, own_copy) and callback.stop_on_error:
+                    self._stop_plugin(callback, event)
+                    return False
+        finally:
+            self.stats.current_event_id = None
+        self.stats.delivered += 1
+        self.observer.event_delivered(self.plugin.name)
+        return True
+
+    def _run_callback(self, callback: Callback, event: Event) -> bool:
+        stats = self.stats
+        started_wall = time.time()
+        started = time.perf_counter()
+        stats.busy_since, stats.busy_callback = time.monotonic(), callback.full_name
+        error: Optional[BaseException] = None
+        try:
+            callback(event)
+        except BaseException as raised:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
+            error = raised
+        duration = time.perf_counter() - started
+        stats.busy_since, stats.busy_callback = None, None
+        stats.callback_runs += 1
+        stats.last_event_id = event.get("id")
+        stats.last_event_created_at = _timestamp(event.get("created_at"))
+        if self.timing_log is not None:
+            self._log_timing(callback, event, started_wall, duration, error)
+        self.observer.callback_ran(self.plugin.name, callback.name, duration, error is not None)
+        if error is not None:
+            stats.errors += 1
+            stats.last_error = f"{type(error).__name__}: {error}"
+            callback.logger.error(
+                "Callback %s failed on event %s (%s).",
+                callback.full_name,
+                event.get("id"),
+                event.get("event_type"),
+                exc_info=(type(error), error, error.__traceback__),
+            )
+            return False
+        return True
+
+    def _stop_plugin(self, callback: Callback, event: Event) -> None:
+        reason = (
+            f"stopped on an error in {callback.full_name} at event {event.get('id')}; "
+            "it resumes from that event when its file changes"
+        )
+        self.plugin.deactivate(reason)
+        self.plugin.logger.error("Plugin %s %s.", self.plugin.name, reason)
+        self.mode = INACTIVE
+        self._detach()
+
+    def _log_timing(
+        self,
+        callback: Callback,
+        event: Event,
+        started_wall: float,
+        duration: float,
+        error: Optional[BaseException],
+    ) -> None:
+        created = _timestamp(event.get("created_at"))
+        delay = f"{started_wall - created:.3f}" if created is not None else "-"
+        assert self.timing_log is not None
+        self.timing_log.info(
+            "event=%s callback=%s start=%s duration=%.6f delay=%s error=%s",
+            event.get("id"),
+            callback.full_name,
+            datetime.fromtimestamp(started_wall).isoformat(timespec="milliseconds"),
+            duration,
+            delay,
+            type(error).__name__ if error is not None else "-",
+        )
+
+
+def _timestamp(value: Any) -> Optional[float]:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return None
+
+
+def copy_event(value: Any) -> Any:
+    """A private copy of an event for one plugin, so one plugin's edits never reach another.
+
+    Events are JSON-shaped (dicts, lists, scalars, datetimes), so this is much cheaper than
+    ``copy.deepcopy``.
+    """
+    if isinstance(value, dict):
+        return {key: copy_event(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_event(item) for item in value]
+    return value

@@ -1,0 +1,369 @@
+"""The engine end to end: a real daemon process, the real client, the site emulator.
+
+Each test starts ``shotgunEventDaemon foreground`` in its own process against an emulator in
+this process; the test plugins record every event they get (see harness.py).
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import textwrap
+import time
+
+import pytest
+from harness import PLUGIN_SCRIPT, recorder_plugin
+
+
+def new_events(site, count, **fields):
+    first, last = site.insert_events(count, **fields)
+    return list(range(first, last + 1))
+
+
+def started(daemon, *plugins):
+    for name, source in plugins:
+        daemon.add_plugin(name, source)
+    daemon.start()
+    daemon.wait_started()
+    return daemon
+
+
+def assert_once_in_order(daemon, plugin, event_ids):
+    seen = daemon.seen(plugin)
+    assert seen == sorted(seen), f"{plugin} saw events out of order"
+    assert len(seen) == len(set(seen)), f"{plugin} saw an event twice"
+    assert set(event_ids) <= set(seen)
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_every_plugin_gets_every_event_once_and_in_order(site, daemon):
+    started(daemon, ("alpha", recorder_plugin()), ("beta", recorder_plugin()))
+    ids = new_events(site, 60)
+    daemon.wait_seen("alpha", ids)
+    daemon.wait_seen("beta", ids)
+    assert daemon.stop() == 0
+    for plugin in ("alpha", "beta"):
+        assert_once_in_order(daemon, plugin, ids)
+
+
+def test_first_start_begins_at_the_newest_event_not_at_history(site, daemon):
+    history = new_events(site, 20)
+    started(daemon, ("alpha", recorder_plugin()))
+    ids = new_events(site, 5)
+    daemon.wait_seen("alpha", ids)
+    assert not set(history) & set(daemon.seen("alpha"))
+    daemon.stop()
+
+
+def test_classic_plugin_runs_unchanged_and_its_writes_make_events(site, daemon):
+    classic = textwrap.dedent(
+        f"""
+        # A plugin as written for the classic daemon: camelCase API, callable object,
+        # module state, the logger, args, and writes through its own connection.
+        import logging
+        from _recorder import record
+
+        def registerCallbacks(reg):
+            reg.setEmails(False)
+            reg.logger.info('registering %s', __name__)
+            matchEvents = {{'Shotgun_Shot_New': ['*']}}
+            reg.registerCallback('{PLUGIN_SCRIPT[0]}', '{PLUGIN_SCRIPT[1]}', Describer(), matchEvents,
+                                 {{'text': 'described by a plugin'}})
+
+        class Describer(object):
+            def __call__(self, sg, logger, event, args):
+                logger.info('shot %s created', event['meta']['entity_id'])
+                sg.update('Shot', event['meta']['entity_id'], {{'description': args['text']}})
+                record('classic', 'cb', event)
+        """
+    )
+    started(daemon, ("classic", classic))
+    sg = site.client()
+    project = sg.create("Project", {"name": "Demo"})
+    sg.set_session_uuid("0123-session-uuid")
+    shot = sg.create("Shot", {"code": "sh010", "project": project})
+    daemon.wait_for(lambda: daemon.seen("classic"), 20, "the classic plugin to run")
+    daemon.wait_for(
+        lambda: sg.find_one("Shot", [["id", "is", shot["id"]]], ["description"])["description"]
+        == "described by a plugin",
+        20,
+        "the plugin's update",
+    )
+    follow_up = sg.find_one(
+        "EventLogEntry",
+        [["event_type", "is", "Shotgun_Shot_Change"], ["attribute_name", "is", "description"]],
+        ["user", "session_uuid", "meta"],
+    )
+    assert follow_up["meta"]["new_value"] == "described by a plugin"
+    assert follow_up["user"]["type"] == "ApiUser"
+    assert follow_up["session_uuid"] == "0123-session-uuid"  # use_session_uuid passed it on
+    log = (daemon.log_dir / "plugin.classic").read_text()
+    assert "shot %d created" % shot["id"] in log
+    daemon.stop()
+
+
+def test_match_events_pick_event_types_and_attributes(site, daemon):
+    started(
+        daemon,
+        ("status", recorder_plugin({"Shotgun_Task_Change": ["sg_status_list"]})),
+        ("anything", recorder_plugin({"*": None})),
+        ("logins", recorder_plugin({"Shotgun_User_Login": None})),
+    )
+    status = new_events(site, 3, event_type="Shotgun_Task_Change", attribute_name="sg_status_list")
+    other = new_events(site, 3, event_type="Shotgun_Task_Change", attribute_name="content")
+    logins = new_events(site, 2, event_type="Shotgun_User_Login", attribute_name=None)
+    everything = status + other + logins
+    daemon.wait_seen("anything", everything)
+    daemon.wait_seen("logins", logins)
+    daemon.wait_seen("status", status)
+    time.sleep(0.5)
+    assert daemon.seen("status") == status
+    assert daemon.seen("logins") == logins
+    daemon.stop()
+
+
+# --------------------------------------------------------------------------- hot reload
+
+
+def test_changed_plugin_is_reloaded_and_continues_after_its_position(site, daemon):
+    started(daemon, ("alpha", recorder_plugin(tag="v1")))
+    first = new_events(site, 3)
+    daemon.wait_seen("alpha", first)
+    daemon.add_plugin("alpha", recorder_plugin(tag="v2"))
+    daemon.wait_for(lambda: daemon.log().count("Loaded plugin") >= 2, 20, "the reload")
+    second = new_events(site, 3)
+    daemon.wait_for(lambda: set(second) <= set(daemon.seen("alpha", "v2")), 20, "v2 events")
+    assert daemon.seen("alpha", "v1") == first
+    assert daemon.seen("alpha", "v2") == second
+    daemon.stop()
+
+
+def test_new_plugin_starts_now_and_deleted_plugin_stops(site, daemon):
+    started(daemon, ("alpha", recorder_plugin()))
+    before = new_events(site, 3)
+    daemon.wait_seen("alpha", before)
+    daemon.add_plugin("beta", recorder_plugin())
+    daemon.wait_for(lambda: "New plugin" in daemon.log(), 20, "the new plugin")
+    daemon.wait_for(lambda: "beta.py (1 callbacks)" in daemon.log(), 20, "beta to load")
+    after = new_events(site, 3)
+    daemon.wait_seen("beta", after)
+    assert not set(before) & set(daemon.seen("beta"))
+    daemon.remove_plugin("alpha")
+    daemon.wait_for(lambda: "was removed" in daemon.log(), 20, "the removal")
+    later = new_events(site, 3)
+    daemon.wait_seen("beta", later)
+    time.sleep(0.5)
+    assert not set(later) & set(daemon.seen("alpha"))
+    daemon.stop()
+
+
+def test_broken_plugin_is_reported_and_resumes_from_where_it_stopped_when_fixed(site, daemon):
+    started(daemon, ("alpha", recorder_plugin()), ("witness", recorder_plugin()))
+    first = new_events(site, 2)
+    daemon.wait_seen("alpha", first)
+    daemon.add_plugin("alpha", "def registerCallbacks(reg)\n    oops\n")
+    daemon.wait_for(lambda: "Could not load plugin" in daemon.log(), 20, "the load error")
+    assert "SyntaxError" in daemon.log()
+    during = new_events(site, 3)
+    daemon.wait_seen("witness", during)  # the others carry on
+    assert not set(during) & set(daemon.seen("alpha"))
+    daemon.add_plugin("alpha", recorder_plugin())
+    daemon.wait_seen("alpha", during)  # nothing missed while it was broken
+    assert_once_in_order(daemon, "alpha", first + during)
+    daemon.stop()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+FAIL_ON_MARK = """
+if event.get("attribute_name") == "poison":
+    raise ValueError("poisoned event %d" % event["id"])
+"""
+
+
+def test_stop_on_error_stops_the_plugin_and_it_resumes_from_the_failed_event(site, daemon):
+    started(
+        daemon,
+        ("fragile", recorder_plugin(body=FAIL_ON_MARK, stop_on_error=True)),
+        ("witness", recorder_plugin()),
+    )
+    good = new_events(site, 2)
+    poison = new_events(site, 1, attribute_name="poison")
+    after = new_events(site, 2)
+    daemon.wait_seen("witness", good + poison + after)
+    daemon.wait_for(lambda: "stopped on an error" in daemon.log(), 20, "the stop")
+    assert "ValueError: poisoned event %d" % poison[0] in daemon.log()  # traceback logged
+    assert daemon.seen("fragile") == good
+    # The fix: the same plugin without the failure. It resumes at the failed event.
+    daemon.add_plugin("fragile", recorder_plugin())
+    daemon.wait_seen("fragile", poison + after)
+    assert daemon.seen("fragile") == good + poison + after
+    daemon.stop()
+
+
+def test_stop_on_error_false_logs_and_moves_on(site, daemon):
+    started(daemon, ("tolerant", recorder_plugin(body=FAIL_ON_MARK, stop_on_error=False)))
+    good = new_events(site, 2)
+    poison = new_events(site, 1, attribute_name="poison")
+    after = new_events(site, 2)
+    daemon.wait_seen("tolerant", after)
+    assert daemon.seen("tolerant") == good + after
+    assert "poisoned event %d" % poison[0] in daemon.log()
+    daemon.stop()
+
+
+def test_a_slow_plugin_does_not_delay_another_plugin(site, daemon):
+    started(
+        daemon,
+        ("slow", recorder_plugin(body="time.sleep(2)")),
+        ("fast", recorder_plugin()),
+    )
+    ids = new_events(site, 5)
+    daemon.wait_seen("fast", ids, timeout=8)
+    # The slow plugin needs 10 s for these; the fast one was done long before that.
+    assert len(daemon.seen("slow")) < len(ids)
+    daemon.stop()
+
+
+# --------------------------------------------------------------------------- gaps
+
+
+def test_late_event_is_delivered_once_to_every_plugin(site, daemon):
+    started(daemon, ("alpha", recorder_plugin()), ("beta", recorder_plugin()))
+    before = new_events(site, 2)
+    late = site.reserve_event_id()
+    after = new_events(site, 3)
+    daemon.wait_seen("alpha", before + after)
+    daemon.wait_seen("beta", before + after)
+    assert late.id not in daemon.seen("alpha")
+    late.commit(event_type="Shotgun_Task_Change", attribute_name="sg_status_list")
+    daemon.wait_seen("alpha", [late.id])
+    daemon.wait_seen("beta", [late.id])
+    more = new_events(site, 2)
+    daemon.wait_seen("alpha", more)
+    daemon.wait_seen("beta", more)
+    time.sleep(0.5)
+    for plugin in ("alpha", "beta"):
+        counts = daemon.counts(plugin)
+        assert all(n == 1 for n in counts.values()), f"{plugin} got duplicates: {counts}"
+        assert set(counts) >= set(before + after + more + [late.id])
+    daemon.stop()
+
+
+def test_permanent_gap_expires_without_stalling(site, daemon):
+    daemon.write_config(gap_timeout=1)
+    started(daemon, ("alpha", recorder_plugin()))
+    site.reserve_event_id()  # never committed
+    ids = new_events(site, 3)
+    daemon.wait_seen("alpha", ids)  # later events are not held back by the gap
+    daemon.wait_for(lambda: "never appeared" in daemon.log(), 20, "the gap to expire")
+    more = new_events(site, 2)
+    daemon.wait_seen("alpha", more)
+    daemon.stop()
+    state = pickle.loads(daemon.state_file.read_bytes())
+    ((position, gaps),) = state[str(daemon.plugin_dir)].values()
+    assert position == more[-1] and gaps == {}
+
+
+# --------------------------------------------------------------------------- state
+
+
+def test_restart_resumes_where_each_plugin_stopped(site, daemon):
+    started(
+        daemon,
+        ("steady", recorder_plugin()),
+        ("fragile", recorder_plugin(body=FAIL_ON_MARK)),
+    )
+    first = new_events(site, 2)
+    poison = new_events(site, 1, attribute_name="poison")
+    daemon.wait_seen("steady", first + poison)
+    daemon.wait_for(lambda: "stopped on an error" in daemon.log(), 20, "fragile to stop")
+    assert daemon.stop() == 0
+    while_down = new_events(site, 3)
+    daemon.add_plugin("fragile", recorder_plugin())  # fixed while the daemon was down
+    daemon.start()
+    daemon.wait_seen("steady", while_down)
+    daemon.wait_seen("fragile", poison + while_down)
+    assert_once_in_order(daemon, "steady", first + poison + while_down)
+    assert_once_in_order(daemon, "fragile", first + poison + while_down)
+    daemon.stop()
+
+
+def test_state_file_is_private_and_in_the_classic_format(site, daemon):
+    started(daemon, ("alpha", recorder_plugin()))
+    ids = new_events(site, 3)
+    daemon.wait_seen("alpha", ids)
+    daemon.stop()
+    assert daemon.state_file.stat().st_mode & 0o777 == 0o600
+    state = pickle.loads(daemon.state_file.read_bytes())
+    assert state == {str(daemon.plugin_dir): {"alpha": (ids[-1], {})}}
+
+
+@pytest.mark.parametrize("old_format", ["integer text", "plugin ints", "classic tuples"])
+def test_state_written_by_the_classic_daemon_is_resumed(site, daemon, old_format):
+    daemon.add_plugin("alpha", recorder_plugin())
+    start = new_events(site, 5)
+    resume_after = start[1]
+    folder = str(daemon.plugin_dir)
+    if old_format == "integer text":
+        daemon.state_file.write_text(f"{resume_after}\n")
+    elif old_format == "plugin ints":
+        daemon.state_file.write_bytes(pickle.dumps({folder: {"alpha": resume_after}}, 2))
+    else:
+        daemon.state_file.write_bytes(pickle.dumps({folder: {"alpha": (resume_after, {})}}, 2))
+    daemon.start()
+    daemon.wait_seen("alpha", start[2:])
+    assert daemon.seen("alpha") == start[2:]
+    daemon.stop()
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x80\x02}q\x00(X", b"garbage \x00\xff" * 10])
+def test_damaged_state_file_falls_back_to_the_previous_copy(site, daemon, damage):
+    started(daemon, ("alpha", recorder_plugin()))
+    first = new_events(site, 3)
+    daemon.wait_seen("alpha", first)
+    daemon.stop()
+    daemon.start()  # a second clean run leaves a previous good copy behind
+    daemon.wait_started()
+    second = new_events(site, 2)
+    daemon.wait_seen("alpha", second)
+    daemon.stop()
+    daemon.state_file.write_bytes(damage)
+    while_down = new_events(site, 2)
+    daemon.start()
+    daemon.wait_seen("alpha", while_down)
+    assert "ERROR" in daemon.log()
+    assert list(daemon.state_file.parent.glob("*.damaged-*")), "the damaged file was kept"
+    # Never a silent skip: anything not proven done is delivered again.
+    assert set(first + second + while_down) <= set(daemon.seen("alpha"))
+    daemon.stop()
+
+
+def test_kill_9_repeats_only_the_event_in_hand(site, daemon):
+    started(daemon, ("alpha", recorder_plugin(body="time.sleep(0.02)")))
+    ids = new_events(site, 200)
+    daemon.wait_for(lambda: len(daemon.seen("alpha")) > 50, 30, "some progress")
+    daemon.kill()
+    daemon.start()
+    daemon.wait_seen("alpha", ids, timeout=60)
+    counts = daemon.counts("alpha")
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= 1, counts
+    daemon.stop()
+
+
+def test_sigterm_finishes_the_event_in_hand_and_exits_0(site, daemon):
+    started(daemon, ("slow", recorder_plugin(body="time.sleep(1.5)")))
+    ids = new_events(site, 3)
+    time.sleep(0.8)  # the first event is in hand now
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process.wait(30) == 0
+    done = daemon.seen("slow")
+    assert done, "the event in hand was finished"
+    daemon.start()
+    daemon.wait_seen("slow", ids, timeout=30)
+    assert daemon.seen("slow") == ids  # nothing repeated, nothing skipped
+    daemon.stop()
