@@ -12,8 +12,10 @@ $(STAMP): setup.py requirements-dev.txt
 	$(BIN)/pip install --quiet -e . -r requirements-dev.txt
 	touch $(STAMP)
 
+DEMO_SECONDS ?= 60
+
 demo: $(STAMP)
-	$(BIN)/shotgunEventDaemon demo
+	$(BIN)/shotgunEventDaemon demo --seconds $(DEMO_SECONDS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
