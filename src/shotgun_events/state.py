@@ -1,0 +1,820 @@
+"""Per-plugin positions and gaps on disk: the classic pickle state file plus a journal.
+
+The state file (``eventIdFile``) keeps the classic daemon's layout,
+``{folder: {plugin: (position, {gap_id: expiry_datetime})}}``, written with pickle protocol 2,
+so a site can switch between this daemon and the classic one in either direction. Between
+checkpoints every progress step of every plugin is appended to a journal
+(``<eventIdFile>.journal.<generation>``) with one ``os.write`` and no fsync: a kill -9 then
+repeats only the events in hand, and a power loss at most ``save_interval`` seconds of work.
+
+This module must never lose a position a plugin reached, never move a position past an event
+the plugin has not had, never raise into a worker or the engine because of a disk fault or a
+bad file, never execute code from a state file (the unpickler is restricted), and never delete
+data it cannot read (a damaged file is moved aside, not removed).
+
+Journal lines (one line per ``record()``; a line that does not parse, such as a torn last
+line, is ignored)::
+
+    K <n> ["<folder>", "<plugin>"]   binds the small integer n to a plugin key, once per file
+    P <n> <position> [+<gap>@<expiry>]... [-<gap>]...   progress: replay keeps the highest position
+    R <n> <position> [gap changes]   explicit reset: replay sets the position, even backwards
+    S <n> <position> [+<gap>@<expiry>]...   full snapshot after a write fault: gaps replaced
+
+``<expiry>`` is a gap's deadline as wall-clock epoch seconds. Gap changes ride on the position
+line so that a torn write can never apply half of a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import io
+import json
+import logging
+import math
+import os
+import pickle
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+
+PluginKey = Tuple[str, str]
+
+#: Every file this module creates is private to the daemon's user, whatever the umask.
+PRIVATE_MODE = 0o600
+#: Written so that the classic daemon reads the file even on Python 2.
+PICKLE_PROTOCOL = 2
+
+SOURCE_STATE_FILE = "state file"
+SOURCE_PREVIOUS = "previous copy"
+SOURCE_JOURNAL = "journal only"
+SOURCE_NONE = "none"
+
+#: Starts a write that follows a short (torn) one, so that the torn fragment never parses.
+_TORN_MARK = "~\n"
+_TEN_YEARS = 10 * 365 * 24 * 3600.0
+
+
+@dataclass
+class PluginProgress:
+    """One plugin's progress: the last event it is done with and the gaps at or below it.
+
+    Changed only under ``lock``, together with the matching ``ProgressJournal.record()``,
+    so that a checkpoint copying it under the same lock never misses a change.
+    """
+
+    position: Optional[int] = None
+    gaps: Dict[int, float] = field(default_factory=dict)  # gap id -> deadline (time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+@dataclass
+class SavedState:
+    """What ``StateStore.load()`` found, and where it came from (``source``)."""
+
+    plugins: Dict[PluginKey, PluginProgress]
+    default_position: Optional[int] = None  # from the one-integer format
+    source: str = SOURCE_NONE
+
+    def progress_for(self, folder: str, plugin: str) -> Optional[PluginProgress]:
+        """The saved progress a plugin should resume from, or None to start it "now".
+
+        Falls back like the classic daemon: the same plugin name under another folder (the
+        plugin folder was moved; the highest position wins), then the one-integer format's
+        position for every plugin.
+        """
+        exact = self.plugins.get((folder, plugin))
+        if exact is not None:
+            return exact
+        moved = [p for (_, name), p in self.plugins.items() if name == plugin]
+        if moved:
+            return max(moved, key=lambda p: -1 if p.position is None else p.position)
+        if self.default_position is not None:
+            return PluginProgress(position=self.default_position)
+        return None
+
+
+class ProgressJournal:
+    """The handle a plugin's worker records its progress through (see ``StateStore.track``)."""
+
+    __slots__ = ("_detached", "_resync", "_store", "index", "key", "progress")
+
+    def __init__(
+        self, store: StateStore, key: PluginKey, index: int, progress: PluginProgress
+    ) -> None:
+        self._store = store
+        self.key = key
+        self.index = index
+        self.progress = progress
+        #: Set after a failed write: the next line is a full snapshot, not a delta.
+        self._resync = False
+        self._detached = False
+
+    def record(
+        self, *, opened: Iterable[int] = (), closed: Iterable[int] = (), reset: bool = False
+    ) -> None:
+        """Append the progress's current position and the given gap changes to the journal.
+
+        The caller holds ``progress.lock`` and has already changed the progress. This never
+        raises for a disk fault: the store logs it once and keeps the progress in memory.
+        """
+        position = self.progress.position
+        line = f"{'R' if reset else 'P'} {self.index} {'-' if position is None else position}"
+        if opened or closed:
+            line += self._store._gap_fields(self.progress.gaps, opened, closed)
+        self._store._append(self, line + "\n")
+
+    def snapshot_line(self) -> str:
+        """The whole progress as one ``S`` line (written after a fault lost some lines)."""
+        position = self.progress.position
+        gaps = self._store._gap_fields(self.progress.gaps, sorted(self.progress.gaps), ())
+        return f"S {self.index} {'-' if position is None else position}{gaps}\n"
+
+
+@dataclass
+class _Saved:
+    """A plugin's progress while loading, with gap expiries as wall-clock epoch seconds."""
+
+    position: Optional[int] = None
+    gaps: Dict[int, float] = field(default_factory=dict)
+
+
+_Entries = Dict[PluginKey, _Saved]
+
+
+class _DamagedStateError(Exception):
+    """A state file's content cannot be used; the message says what is wrong with it."""
+
+
+class StateStore:
+    """Loads and saves every plugin's progress: the state file, its previous copy, journals.
+
+    Thread use: workers call ``ProgressJournal.record()`` concurrently; one thread (the
+    engine) calls ``load``, ``track``, ``untrack`` and the checkpoints.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike],
+        *,
+        save_interval: float = 1.0,
+        logger: Optional[logging.Logger] = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.save_interval = save_interval
+        self.log = logger or logging.getLogger("state")
+        self._monotonic = monotonic
+        self._wall = wall
+        self.last_error: Optional[str] = None
+        self._faults: Dict[str, str] = {}
+        self._fault_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the tracked plugins and their indexes
+        self._tracked: Dict[PluginKey, ProgressJournal] = {}
+        self._indexes: Dict[PluginKey, int] = {}
+        self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint = -math.inf
+        self._main_is_good = False  # only a file known to be good becomes the previous copy
+        # The journal writer; everything below is guarded by _journal_lock.
+        self._journal_lock = threading.Lock()
+        self._generation: Optional[int] = None
+        self._fd: Optional[int] = None
+        self._headed: Set[PluginKey] = set()
+        self._torn = False
+        self._changed = False
+        self._generations: Set[int] = set()  # journal files this store may delete
+        self._writes_ok = 0
+        self._writes_failed = 0
+
+    # ------------------------------------------------------------ status
+
+    @property
+    def healthy(self) -> bool:
+        """False while journal writes or checkpoints fail (progress is then only in memory)."""
+        return not self._faults
+
+    @property
+    def prev_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".prev")
+
+    # ------------------------------------------------------------ tracking
+
+    def track(self, key: PluginKey, progress: PluginProgress) -> ProgressJournal:
+        """Start saving a plugin's progress; returns the journal its worker records through."""
+        with self._lock:
+            index = self._indexes.setdefault(key, len(self._indexes) + 1)
+            old = self._tracked.get(key)
+            if old is not None:
+                old._detached = True
+            journal = ProgressJournal(self, key, index, progress)
+            self._tracked[key] = journal
+        with self._journal_lock:
+            self._changed = True
+        return journal
+
+    def untrack(self, key: PluginKey) -> None:
+        """Stop saving a plugin (file removed); it leaves the state file at the next checkpoint."""
+        with self._lock:
+            journal = self._tracked.pop(key, None)
+        if journal is not None:
+            journal._detached = True
+            with self._journal_lock:
+                self._changed = True
+
+    # ------------------------------------------------------------ the journal
+
+    def _gap_fields(
+        self, gaps: Dict[int, float], opened: Iterable[int], closed: Iterable[int]
+    ) -> str:
+        """`` +gap@expiry`` for opened gaps (deadlines read from ``gaps``), `` -gap`` for closed."""
+        wall = self._wall()
+        offset = wall - self._monotonic()
+        parts = []
+        for gap in opened:
+            deadline = gaps.get(gap)
+            if deadline is not None:
+                parts.append(f" +{gap:d}@{_finite(deadline + offset, wall):.3f}")
+        parts.extend(f" -{gap:d}" for gap in closed)
+        return "".join(parts)
+
+    def _append(self, journal: ProgressJournal, line: str) -> None:
+        """Hand one record to the operating system: one ``os.write``, no fsync, never raises."""
+        with self._journal_lock:
+            self._changed = True
+            if journal._detached:
+                return
+            if journal._resync:
+                line = journal.snapshot_line()
+            if journal.key not in self._headed:
+                line = f"K {journal.index} {json.dumps(list(journal.key))}\n{line}"
+            if self._torn:
+                line = _TORN_MARK + line
+            data = line.encode("utf-8")
+            try:
+                fd = self._fd if self._fd is not None else self._open_journal()
+                written = os.write(fd, data)
+            except OSError as exc:
+                self._journal_failed(journal, exc)
+                return
+            if written != len(data):
+                self._torn = True
+                self._journal_failed(journal, OSError(errno.ENOSPC, "short write"))
+                return
+            self._torn = False
+            self._headed.add(journal.key)
+            journal._resync = False
+            self._writes_ok += 1
+
+    def _journal_failed(self, journal: ProgressJournal, exc: OSError) -> None:
+        journal._resync = True
+        self._writes_failed += 1
+        self._fault(
+            "journal",
+            f"cannot append to the journal {self._journal_path(self._current_generation())}: "
+            f"{exc}; progress is kept in memory and saved at the next checkpoint",
+        )
+
+    def _journal_path(self, generation: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.journal.{generation}")
+
+    def _open_journal(self) -> int:
+        generation = self._current_generation()
+        fd = os.open(
+            self._journal_path(generation),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+            PRIVATE_MODE,
+        )
+        try:
+            os.fchmod(fd, PRIVATE_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._generations.add(generation)
+        return fd
+
+    def _current_generation(self) -> int:
+        """The journal generation being written; found from the folder if ``load`` did not run."""
+        if self._generation is None:
+            existing = [generation for generation, _ in self._journal_files()]
+            self._generation = max(existing, default=0) + 1
+        return self._generation
+
+    def _journal_files(self) -> List[Tuple[int, Path]]:
+        """Journal files next to the state file, oldest generation first."""
+        prefix = self.path.name + ".journal."
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            suffix = name[len(prefix) :]
+            if name.startswith(prefix) and suffix.isdigit():
+                found.append((int(suffix), self.path.parent / name))
+        return sorted(found)
+
+    def _switch_generation(self) -> int:
+        """Send every later record to a new journal file; returns the new generation."""
+        with self._journal_lock:
+            generation = self._current_generation() + 1
+            self._close_journal()
+            self._generation = generation
+            self._headed = set()
+            self._changed = False
+            return generation
+
+    def _close_journal(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self.log.warning("Closing the journal failed: %s", exc)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def checkpoint_if_due(self) -> bool:
+        """Checkpoint if something changed (or a fault is pending) and ``save_interval`` passed."""
+        if not (self._changed or self._faults):
+            return False
+        if self._monotonic() - self._last_checkpoint < self.save_interval:
+            return False
+        self.checkpoint()
+        return True
+
+    def checkpoint(self) -> None:
+        """Write every tracked plugin's progress to the state file; never raises for a disk fault.
+
+        The journal switches generation *before* the progress is copied, and every change is
+        made and recorded under the plugin's lock, so each change is either in the copy or in
+        the new journal: deleting the older journals afterwards loses nothing.
+        """
+        with self._checkpoint_lock:
+            self._last_checkpoint = self._monotonic()
+            generation = self._switch_generation()
+            snapshot = self._copy_progress()
+            try:
+                self._write_state_file(_classic_state(snapshot))
+            except OSError as exc:
+                with self._journal_lock:
+                    self._changed = True
+                self._fault(
+                    "checkpoint",
+                    f"cannot write the state file {self.path}: {exc}; the last good file and "
+                    "the journals are kept, retrying at every checkpoint",
+                )
+                return
+            self._main_is_good = True
+            self._recovered("checkpoint", "The state file %s is written again.")
+            self._delete_journals_before(generation)
+            self._settle_journal_fault()
+
+    def close(self) -> None:
+        """Final checkpoint; on success no journal is left, only the state file and ``.prev``."""
+        for _ in range(3):
+            self.checkpoint()
+            with self._journal_lock:
+                quiet = self._fd is None  # nothing recorded since the checkpoint's switch
+            if quiet or "checkpoint" in self._faults:
+                break
+        with self._journal_lock:
+            self._close_journal()
+
+    def _copy_progress(self) -> Dict[PluginKey, Tuple[Optional[int], Dict[int, float]]]:
+        """Each tracked plugin's position and gaps (as wall-clock expiries), under its lock."""
+        with self._lock:
+            journals = list(self._tracked.values())
+        copied = {}
+        for journal in journals:
+            progress = journal.progress
+            with progress.lock:
+                copied[journal.key] = (progress.position, dict(progress.gaps))
+        wall = self._wall()
+        offset = wall - self._monotonic()
+        return {
+            key: (
+                position,
+                {gap: _finite(deadline + offset, wall) for gap, deadline in gaps.items()},
+            )
+            for key, (position, gaps) in copied.items()
+        }
+
+    def _write_state_file(self, state: dict) -> None:
+        """Temp file, fsync, keep the current good file as ``.prev``, rename, fsync the folder."""
+        data = pickle.dumps(state, protocol=PICKLE_PROTOCOL)
+        fd, temp = tempfile.mkstemp(prefix=self.path.name + ".tmp-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), PRIVATE_MODE)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if self._main_is_good:
+                self._keep_previous_copy()
+            os.replace(temp, self.path)
+        except BaseException:
+            _remove_quietly(Path(temp))
+            raise
+        _fsync_folder(self.path.parent)
+
+    def _keep_previous_copy(self) -> None:
+        """Make the current (good) state file the previous copy, without a moment with neither."""
+        if not self.path.exists():
+            return
+        staging = self.path.with_name(self.path.name + ".prev-new")
+        _remove_quietly(staging)
+        try:
+            os.link(self.path, staging)
+        except OSError:  # a file system without hard links: copy instead
+            _copy_private(self.path, staging)
+        os.replace(staging, self.prev_path)
+
+    def _delete_journals_before(self, generation: int) -> None:
+        with self._journal_lock:
+            old = sorted(g for g in self._generations if g < generation)
+        for number in old:
+            try:
+                os.unlink(self._journal_path(number))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self.log.warning("Cannot delete the old journal (retrying later): %s", exc)
+                continue
+            with self._journal_lock:
+                self._generations.discard(number)
+
+    # ------------------------------------------------------------ faults
+
+    def _fault(self, kind: str, message: str) -> None:
+        """Log a fault once per episode (not once per event) and mark the store unhealthy."""
+        with self._fault_lock:
+            new = kind not in self._faults
+            self._faults[kind] = message
+            self.last_error = message
+        if new:
+            self.log.error("State %s fault: %s.", kind, message)
+
+    def _recovered(self, kind: str, message: str) -> None:
+        with self._fault_lock:
+            if self._faults.pop(kind, None) is None:
+                return
+            self.last_error = next(iter(self._faults.values()), None)
+        self.log.warning(message, self.path)
+
+    def _settle_journal_fault(self) -> None:
+        """A journal fault ends after a checkpoint interval without a failed write."""
+        with self._journal_lock:
+            clean = self._writes_failed == 0
+            self._writes_ok = self._writes_failed = 0
+        if clean:
+            self._recovered("journal", "The journal next to %s is written again.")
+
+    # ------------------------------------------------------------ loading
+
+    def load(self) -> SavedState:
+        """Read the state file (or its previous copy), then replay every journal on top.
+
+        Never raises for bad content: damaged files are moved aside with an ERROR log.
+        """
+        self._remove_stale_temp_files()
+        entries, default_position, source = self._load_base()
+        journals = self._journal_files()
+        for _, journal_path in journals:
+            self._replay_file(journal_path, entries)
+        with self._journal_lock:
+            self._generations.update(generation for generation, _ in journals)
+            self._generation = max((g for g, _ in journals), default=0) + 1
+        if source == SOURCE_NONE and entries:
+            source = SOURCE_JOURNAL
+        return SavedState(self._to_progress(entries), default_position, source)
+
+    def _load_base(self) -> Tuple[_Entries, Optional[int], str]:
+        status, parsed = self._read_state_file(self.path)
+        if status == "ok":
+            assert parsed is not None
+            self._main_is_good = True
+            return parsed[0], parsed[1], SOURCE_STATE_FILE
+        prev_status, prev_parsed = self._read_state_file(self.prev_path)
+        if prev_status == "ok":
+            assert prev_parsed is not None
+            if status == "missing":
+                self.log.error("The state file %s is missing.", self.path)
+            self.log.error(
+                "Positions come from the previous copy %s; events after them are delivered "
+                "again, none is skipped.",
+                self.prev_path,
+            )
+            return prev_parsed[0], prev_parsed[1], SOURCE_PREVIOUS
+        if status != "missing" or prev_status != "missing":
+            self.log.error(
+                "Neither the state file %s nor its previous copy can be used; positions come "
+                "from the journals if any, else every plugin starts at the newest event.",
+                self.path,
+            )
+        return {}, None, SOURCE_NONE
+
+    def _read_state_file(self, path: Path) -> Tuple[str, Optional[Tuple[_Entries, Optional[int]]]]:
+        """("ok", parsed), ("missing", None) or ("damaged", None) after moving the file aside."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return "missing", None
+        except OSError as exc:
+            reason = f"cannot be read ({exc})"
+        else:
+            try:
+                return "ok", parse_state_file(data)
+            except _DamagedStateError as exc:
+                reason = str(exc)
+        aside = self._move_aside(path)
+        self.log.error(
+            "The state file %s is unusable: %s. %s",
+            path,
+            reason,
+            f"It was moved to {aside}." if aside else "It could not be moved aside.",
+        )
+        return "damaged", None
+
+    def _move_aside(self, path: Path) -> Optional[Path]:
+        """Rename a damaged file to ``<name>.damaged-<timestamp>``; data is never deleted."""
+        stamp = _dt.datetime.fromtimestamp(self._wall()).strftime("%Y%m%d-%H%M%S")
+        for attempt in range(100):
+            suffix = f".damaged-{stamp}" + (f"-{attempt}" if attempt else "")
+            aside = path.with_name(path.name + suffix)
+            if aside.exists():
+                continue
+            try:
+                os.rename(path, aside)
+            except OSError as exc:
+                self.log.error("Cannot move the damaged file %s aside: %s", path, exc)
+                return None
+            return aside
+        return None
+
+    def _replay_file(self, path: Path, entries: _Entries) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.log.error("Cannot read the journal %s: %s; it is skipped.", path, exc)
+            return
+        bad = replay_journal(data, entries)
+        if bad:
+            self.log.warning("Ignored %d unreadable line(s) in the journal %s.", bad, path)
+
+    def _to_progress(self, entries: _Entries) -> Dict[PluginKey, PluginProgress]:
+        """Wall-clock gap expiries -> monotonic deadlines; plugins that never ran are dropped."""
+        offset = self._monotonic() - self._wall()
+        return {
+            key: PluginProgress(
+                position=saved.position,
+                gaps={gap: expiry + offset for gap, expiry in saved.gaps.items()},
+            )
+            for key, saved in entries.items()
+            if saved.position is not None
+        }
+
+    def _remove_stale_temp_files(self) -> None:
+        """Half-written temp files from a crash; the journals hold what they would have."""
+        prefix = self.path.name + ".tmp-"
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(prefix) or name == self.path.name + ".prev-new":
+                _remove_quietly(self.path.parent / name)
+
+
+# --------------------------------------------------------------------------- file formats
+
+
+def parse_state_file(data: bytes) -> Tuple[_Entries, Optional[int]]:
+    """Read any state file format: (per-plugin progress, position for every plugin or None).
+
+    Raises ``_DamagedStateError`` with a reason a person can act on.
+    """
+    if not data.strip():
+        raise _DamagedStateError("the file is empty")
+    text = data.strip()
+    if text.isdigit():
+        return {}, int(text)
+    try:
+        loaded = _StateUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except _ForbiddenGlobalError as exc:
+        raise _DamagedStateError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any failure of a bad pickle means "damaged"
+        raise _DamagedStateError(
+            f"not a readable state pickle ({type(exc).__name__}: {exc})"
+        ) from None
+    return _entries_from_classic(loaded), None
+
+
+def _entries_from_classic(loaded: object) -> _Entries:
+    """``{folder: {plugin: (position, {gap: datetime})}}`` or ``{folder: {plugin: int}}``."""
+    if not isinstance(loaded, dict):
+        raise _DamagedStateError(
+            f"expected a dict of plugin folders, found {type(loaded).__name__}"
+        )
+    entries: _Entries = {}
+    for folder, plugins in loaded.items():
+        if not isinstance(plugins, dict):
+            raise _DamagedStateError(
+                f"folder {folder!r} holds {type(plugins).__name__}, not a dict"
+            )
+        for plugin, state in plugins.items():
+            key = (_text(folder), _text(plugin))
+            entries[key] = _saved_from_classic(key, state)
+    return entries
+
+
+def _saved_from_classic(key: PluginKey, state: object) -> _Saved:
+    if _is_int(state):
+        return _Saved(position=state)  # type: ignore[arg-type]
+    if not (isinstance(state, (tuple, list)) and len(state) == 2):
+        raise _DamagedStateError(f"plugin {key} holds {state!r}, not (position, gaps)")
+    position, gaps = state
+    if not (position is None or _is_int(position)) or not isinstance(gaps, dict):
+        raise _DamagedStateError(f"plugin {key} holds {state!r}, not (position, gaps)")
+    saved = _Saved(position=position)
+    for gap, expiry in gaps.items():
+        if not _is_int(gap) or not isinstance(expiry, _dt.datetime):
+            raise _DamagedStateError(
+                f"plugin {key} has a gap {gap!r}: {expiry!r}, not id: datetime"
+            )
+        saved.gaps[gap] = _epoch(expiry)
+    return saved
+
+
+def _classic_state(
+    snapshot: Dict[PluginKey, Tuple[Optional[int], Dict[int, float]]],
+) -> Dict[str, Dict[str, tuple]]:
+    """The classic layout, gap expiries as naive local datetimes like the classic daemon's."""
+    state: Dict[str, Dict[str, tuple]] = {}
+    for (folder, plugin), (position, gaps) in sorted(snapshot.items()):
+        if position is None:
+            continue
+        expiries = {gap: _dt.datetime.fromtimestamp(expiry) for gap, expiry in gaps.items()}
+        state.setdefault(folder, {})[plugin] = (position, expiries)
+    return state
+
+
+def replay_journal(data: bytes, entries: _Entries) -> int:
+    """Apply a journal's lines to ``entries`` in order; returns how many lines were unusable.
+
+    The part after the last newline is a torn write and is ignored silently.
+    """
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    lines.pop()
+    keys: Dict[str, PluginKey] = {}
+    bad = 0
+    for line in lines:
+        try:
+            _apply_line(line, keys, entries)
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    return bad
+
+
+def _apply_line(line: str, keys: Dict[str, PluginKey], entries: _Entries) -> None:
+    kind, index, rest = line.split(" ", 2)
+    if kind == "K":
+        folder, plugin = json.loads(rest)
+        if not (isinstance(folder, str) and isinstance(plugin, str)):
+            raise TypeError("a plugin key is two strings")
+        keys[index] = (folder, plugin)
+        return
+    if kind not in ("P", "R", "S"):
+        raise ValueError(f"unknown line kind {kind!r}")
+    key = keys[index]
+    fields = rest.split(" ")
+    position = None if fields[0] == "-" else int(fields[0])
+    opened, closed = _parse_gap_fields(fields[1:])
+    saved = entries.setdefault(key, _Saved())
+    if kind == "S":
+        saved.gaps.clear()
+    for gap in closed:
+        saved.gaps.pop(gap, None)
+    saved.gaps.update(opened)
+    if kind == "P":  # progress never moves a position back
+        position = _highest(saved.position, position)
+    saved.position = position
+
+
+def _parse_gap_fields(fields: List[str]) -> Tuple[Dict[int, float], List[int]]:
+    opened: Dict[int, float] = {}
+    closed: List[int] = []
+    for item in fields:
+        if item.startswith("+"):
+            gap, expiry = item[1:].split("@")
+            value = float(expiry)
+            if not math.isfinite(value):
+                raise ValueError("expiry is not a number")
+            opened[int(gap)] = value
+        elif item.startswith("-"):
+            closed.append(int(item[1:]))
+        else:
+            raise ValueError(f"unknown gap field {item!r}")
+    return opened, closed
+
+
+# --------------------------------------------------------------------------- the unpickler
+
+
+class _ForbiddenGlobalError(pickle.UnpicklingError):
+    """The pickle names a global a state file never holds (it could run code)."""
+
+
+def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes (datetimes) with protocol 2, and no more."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _ForbiddenGlobalError(
+            "it calls _codecs.encode with arguments a state file never uses"
+        )
+    return text.encode("latin1")
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Resolves only the globals a classic state file needs; anything else is refused."""
+
+    ALLOWED = {
+        ("datetime", "datetime"): _dt.datetime,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise _ForbiddenGlobalError(
+                f"it refers to {module}.{name}, which a state file never holds"
+            ) from None
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: object) -> str:
+    """A folder or plugin name; Python 2 pickles give bytes (UTF-8, else Latin-1)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode("latin1")
+    raise _DamagedStateError(f"a folder or plugin name is {value!r}, not text")
+
+
+def _epoch(expiry: _dt.datetime) -> float:
+    """A classic expiry datetime (naive local time) as epoch seconds; absurd dates expire now."""
+    try:
+        return expiry.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return 0.0
+
+
+def _finite(expiry: float, wall: float) -> float:
+    """Keep an expiry within what a datetime can hold (a deadline may be infinite)."""
+    return min(max(expiry, 0.0), wall + _TEN_YEARS)
+
+
+def _highest(first: Optional[int], second: Optional[int]) -> Optional[int]:
+    if first is None:
+        return second
+    return first if second is None else max(first, second)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_MODE)
+        handle.write(source.read_bytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; file systems that cannot fsync a folder are accepted."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
