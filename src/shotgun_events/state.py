@@ -488,6 +488,8 @@ class StateStore:
         for _, journal_path in journals:
             self._replay_file(journal_path, entries)
         with self._journal_lock:
+            self._close_journal()  # records made before load() stay in their (older) file
+            self._headed = set()
             self._generations.update(generation for generation, _ in journals)
             self._generation = max((g for g, _ in journals), default=0) + 1
         if source == SOURCE_NONE and entries:
