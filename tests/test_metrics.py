@@ -426,6 +426,12 @@ def test_a_taken_port_is_an_error_at_start(server, engine, observer):
         clash.start()
 
 
+def test_starting_a_running_server_again_is_refused(server):
+    with pytest.raises(RuntimeError, match="already serving"):
+        server.start()
+    assert get(server.url + "/healthz")[0] == 200
+
+
 # --------------------------------------------------------------------------- with the engine
 
 

@@ -330,6 +330,8 @@ class MetricsServer:
     def start(self) -> MetricsServer:
         """Bind and serve; port 0 picks a free port (see ``url``). Raises OSError if the
         address is taken or not local to this machine."""
+        if self._http is not None:
+            raise RuntimeError(f"the metrics server is already serving on {self.url}")
         self._http = _HttpServer((self.host, self.port), _Handler, self)
         self.observer.registry.register(self._collector)
         self._thread = threading.Thread(
