@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from harness import ENGINE_SCRIPT, PLUGIN_SCRIPT, Daemon
 
+from harness import ENGINE_SCRIPT, PLUGIN_SCRIPT, Daemon
 from shotgun_events.emulator import Emulator
 
 

@@ -60,12 +60,21 @@ def recorder_plugin(
 class Daemon:
     """One daemon process with its own config, plugin folder, state and logs."""
 
-    def __init__(self, root: Path, site_url: str, **daemon_options) -> None:
+    def __init__(
+        self,
+        root: Path,
+        site_url: str,
+        plugin_dir: Optional[Path] = None,
+        env: Optional[Dict[str, str]] = None,
+        **daemon_options,
+    ) -> None:
         self.root = root
         self.site_url = site_url
-        self.plugin_dir = root / "plugins"
-        self.plugin_dir.mkdir(parents=True, exist_ok=True)
-        (self.plugin_dir / "_recorder.py").write_text(RECORDER_HELPER)
+        self.env = dict(env or {})
+        self.plugin_dir = plugin_dir or root / "plugins"
+        if plugin_dir is None:
+            self.plugin_dir.mkdir(parents=True, exist_ok=True)
+            (self.plugin_dir / "_recorder.py").write_text(RECORDER_HELPER)
         self.record_file = root / "records.txt"
         self.state_file = root / "state" / "events.id"
         self.state_file.parent.mkdir(exist_ok=True)
@@ -129,13 +138,21 @@ class Daemon:
 
     # ------------------------------------------------------------ process
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         env = dict(os.environ)
         env["SGED_TEST_RECORD"] = str(self.record_file)
         env.pop("SGED_CONFIG", None)
-        self.stderr_handle = open(self.stderr_path, "ab")
+        env.update(self.env)
+        self.stderr_handle = open(self.stderr_path, "ab")  # noqa: SIM115 - closed by stop()/kill()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shotgun_events", "foreground", "--config", str(self.config_path)],
+            [
+                sys.executable,
+                "-m",
+                "shotgun_events",
+                "foreground",
+                "--config",
+                str(self.config_path),
+            ],
             stdout=self.stderr_handle,
             stderr=self.stderr_handle,
             env=env,
@@ -207,7 +224,9 @@ class Daemon:
                     + self.log()[-5000:]
                 )
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n" + self.log()[-5000:])
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for {what}:\n" + self.log()[-5000:]
+        )
 
     def wait_seen(self, plugin: str, event_ids, timeout: float = 20) -> None:
         wanted = set(event_ids)

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+
 from harness import PLUGIN_SCRIPT, recorder_plugin
 
 
@@ -69,7 +70,8 @@ def test_classic_plugin_runs_unchanged_and_its_writes_make_events(site, daemon):
             reg.setEmails(False)
             reg.logger.info('registering %s', __name__)
             matchEvents = {{'Shotgun_Shot_New': ['*']}}
-            reg.registerCallback('{PLUGIN_SCRIPT[0]}', '{PLUGIN_SCRIPT[1]}', Describer(), matchEvents,
+            name, key = '{PLUGIN_SCRIPT[0]}', '{PLUGIN_SCRIPT[1]}'
+            reg.registerCallback(name, key, Describer(), matchEvents,
                                  {{'text': 'described by a plugin'}})
 
         class Describer(object):
@@ -86,8 +88,10 @@ def test_classic_plugin_runs_unchanged_and_its_writes_make_events(site, daemon):
     shot = sg.create("Shot", {"code": "sh010", "project": project})
     daemon.wait_for(lambda: daemon.seen("classic"), 20, "the classic plugin to run")
     daemon.wait_for(
-        lambda: sg.find_one("Shot", [["id", "is", shot["id"]]], ["description"])["description"]
-        == "described by a plugin",
+        lambda: (
+            sg.find_one("Shot", [["id", "is", shot["id"]]], ["description"])["description"]
+            == "described by a plugin"
+        ),
         20,
         "the plugin's update",
     )
@@ -100,7 +104,7 @@ def test_classic_plugin_runs_unchanged_and_its_writes_make_events(site, daemon):
     assert follow_up["user"]["type"] == "ApiUser"
     assert follow_up["session_uuid"] == "0123-session-uuid"  # use_session_uuid passed it on
     log = (daemon.log_dir / "plugin.classic").read_text()
-    assert "shot %d created" % shot["id"] in log
+    assert f"shot {shot['id']} created" in log
     daemon.stop()
 
 
@@ -195,7 +199,7 @@ def test_stop_on_error_stops_the_plugin_and_it_resumes_from_the_failed_event(sit
     after = new_events(site, 2)
     daemon.wait_seen("witness", good + poison + after)
     daemon.wait_for(lambda: "stopped on an error" in daemon.log(), 20, "the stop")
-    assert "ValueError: poisoned event %d" % poison[0] in daemon.log()  # traceback logged
+    assert f"ValueError: poisoned event {poison[0]}" in daemon.log()  # traceback logged
     assert daemon.seen("fragile") == good
     # The fix: the same plugin without the failure. It resumes at the failed event.
     daemon.add_plugin("fragile", recorder_plugin())
@@ -211,7 +215,7 @@ def test_stop_on_error_false_logs_and_moves_on(site, daemon):
     after = new_events(site, 2)
     daemon.wait_seen("tolerant", after)
     assert daemon.seen("tolerant") == good + after
-    assert "poisoned event %d" % poison[0] in daemon.log()
+    assert f"poisoned event {poison[0]}" in daemon.log()
     daemon.stop()
 
 
