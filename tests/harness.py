@@ -235,3 +235,30 @@ class Daemon:
             timeout,
             f"{plugin} to see {sorted(wanted - set(self.seen(plugin)))[:20]}",
         )
+
+    # ------------------------------------------------------------ service commands
+    # Added for tests/test_service.py: run start/stop/status/... against this daemon's config.
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "daemon.pid"
+
+    @property
+    def main_log_file(self) -> Path:
+        """The daemon's main log file (a detached daemon's stderr goes to /dev/null)."""
+        return self.log_dir / "shotgunEventDaemon"
+
+    def command(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``shotgunEventDaemon <args> --config <this config>``, with the environment
+        ``start()`` gives the daemon (a daemon it starts records into the same file)."""
+        env = dict(os.environ)
+        env["SGED_TEST_RECORD"] = str(self.record_file)
+        env.pop("SGED_CONFIG", None)
+        return subprocess.run(
+            [sys.executable, "-m", "shotgun_events", *args, "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.root,
+        )

@@ -1,21 +1,24 @@
 """The ``shotgunEventDaemon`` command: argument parsing, sub-commands and exit codes.
 
 No engine logic lives here. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
-config (with a message naming the file, section and option, never a traceback).
+config (with a message naming the file, section and option, never a traceback); ``start``,
+``stop``, ``restart``, ``reload`` and ``status`` follow the LSB init-script codes (status: 0
+running, 1 dead with a pid file, 3 not running, 4 unknown, a bad config included).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from . import __version__
-from .config import ConfigError, find_config_file, load_config
+from .config import Config, ConfigError, find_config_file, load_config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+STATUS_UNKNOWN = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
         "foreground", help="run the engine in this terminal (debugging, containers, systemd)"
     )
     _add_config_option(foreground)
+    start = commands.add_parser("start", help="start the daemon in the background")
+    _add_config_option(start)
+    for name, text in (
+        ("stop", "stop the daemon: SIGTERM, wait for the events in hand, then SIGKILL"),
+        ("restart", "stop the daemon if it runs, then start it"),
+    ):
+        command = commands.add_parser(name, help=text)
+        _add_config_option(command)
+        command.add_argument(
+            "--timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="how long to wait before SIGKILL (default: [daemon] stop_timeout + 10)",
+        )
+    reload = commands.add_parser("reload", help="make the daemon reopen its logs, rescan plugins")
+    _add_config_option(reload)
+    status = commands.add_parser("status", help="is the daemon running, and how its plugins are")
+    _add_config_option(status)
+    status.add_argument("--json", action="store_true", help="print the status file as JSON")
+    _add_replay_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="run the daemon with the example plugins against a local site emulator"
@@ -45,6 +68,44 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _add_replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="run chosen events through one plugin again (saved positions stay as they are)",
+    )
+    _add_config_option(replay)
+    replay.add_argument("--plugin", required=True, metavar="NAME", help="the plugin's file name")
+    replay.add_argument(
+        "--from", dest="first", required=True, type=_event_id, metavar="ID", help="first event id"
+    )
+    replay.add_argument(
+        "--to", dest="last", type=_event_id, metavar="ID", help="last event id (default: newest)"
+    )
+    replay.add_argument(
+        "--folder", metavar="PATH", help="the plugin folder, when several hold a plugin NAME"
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
+def _event_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"event ids start at 1: {text!r}")
+    return value
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -70,10 +131,32 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = load_config(find_config_file(args.config))
     except ConfigError as error:
         print(f"shotgunEventDaemon: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    from .service import run_foreground
+        # LSB: `status` exit 2 would mean "dead with a lock file"; 4 is "status unknown".
+        return STATUS_UNKNOWN if args.command == "status" else EXIT_USAGE
+    return run_command(args, config)
 
-    return run_foreground(config)
+
+def run_command(args: argparse.Namespace, config: Config) -> int:
+    """Run one of the commands that need the config; service and replay do the work."""
+    from . import service
+
+    if args.command == "foreground":
+        return service.run_foreground(config)
+    if args.command == "start":
+        return service.start_daemon(config)
+    if args.command == "stop":
+        return service.stop_daemon(config, args.timeout)
+    if args.command == "restart":
+        return service.restart_daemon(config, args.timeout)
+    if args.command == "reload":
+        return service.reload_daemon(config)
+    if args.command == "status":
+        return service.show_status(config, as_json=args.json)
+    if args.command == "replay":
+        from .replay import run_replay
+
+        return run_replay(config, args.plugin, args.first, args.last, folder=args.folder)
+    raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
