@@ -254,6 +254,7 @@ class Daemon:
         env = dict(os.environ)
         env["SGED_TEST_RECORD"] = str(self.record_file)
         env.pop("SGED_CONFIG", None)
+        env.update(self.env)
         return subprocess.run(
             [sys.executable, "-m", "shotgun_events", *args, "--config", str(self.config_path)],
             capture_output=True,
