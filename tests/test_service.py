@@ -336,6 +336,45 @@ def test_reload_sends_sighup_which_rescans_plugins_and_reopens_log_files(site, s
     assert service.stop() == 0
 
 
+LINGER_HELPER = """
+import time
+
+
+def linger():
+    time.sleep(60)
+"""
+FORKING_CALLBACK = """
+child = multiprocessing.get_context("fork").Process(target=_linger.linger, daemon=True)
+child.start()
+with open(os.path.join(os.path.dirname(os.environ["SGED_TEST_RECORD"]), "child"), "w") as f:
+    f.write(str(child.pid))
+"""
+
+
+def test_sigterm_to_a_process_forked_by_a_plugin_ends_that_process_not_the_daemon(site, service):
+    (service.plugin_dir / "_linger.py").write_text(LINGER_HELPER)
+    service.add_plugin(
+        "forker", recorder_plugin(before="import multiprocessing, _linger", body=FORKING_CALLBACK)
+    )
+    service.start()
+    service.wait_started()
+    (event_id,) = new_events(site, 1)
+    service.wait_seen("forker", [event_id])
+    child = int((service.root / "child").read_text())
+    os.kill(child, signal.SIGTERM)
+    eventually(lambda: not Path(f"/proc/{child}").exists() or _is_zombie(child), "the child to end")
+    time.sleep(0.5)
+    assert service.alive() and "Received SIGTERM" not in service.log()
+    assert service.stop() == 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
 # --------------------------------------------------------------------------- the status file
 
 

@@ -499,6 +499,7 @@ class Housekeeper:
         self._stop_asked_at: Optional[float] = None
         self._status_error: Optional[str] = None
         self._previous_handlers: Dict[int, Any] = {}
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name="service", daemon=True)
 
     # ------------------------------------------------------------ signal side
@@ -508,6 +509,12 @@ class Housekeeper:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        if os.getpid() != self._pid:
+            # A forked child (a plugin process) inherited this handler and the pipe: the
+            # signal is its own, so it gets the default action, not our daemon's stop.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         # A full pipe (OSError) means the same signals are already waiting to be handled.
         with contextlib.suppress(OSError):
             os.write(self._write_end, bytes([signum]))
