@@ -402,16 +402,15 @@ class OutageLog:
             stats.outage_since, stats.outage_retries, stats.outage_give_ups = None, 0, 0
             stats.recoveries += 1 if attempts else 0
         level = logging.WARNING if give_ups else logging.INFO
+        last = f"; this callback needed {attempts + 1} tries and {waited:.1f} s of waiting"
         self._logger_for(plugin).log(
             level,
-            "Plugin %s works again after %.1f s of transient errors: %d retries%s; "
-            "the last callback needed %d tries and %.1f s of waiting.",
+            "Plugin %s works again after %.1f s of transient errors: %d retries%s%s.",
             plugin,
             lasted,
             retries,
             f", {give_ups} events given up" if give_ups else "",
-            attempts + 1,
-            waited,
+            last if attempts else "",
         )
 
     def gave_up(
