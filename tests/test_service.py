@@ -212,16 +212,17 @@ def test_second_daemon_on_the_same_state_file_is_refused_naming_the_lock_and_hol
     other.write_text(
         service.config_path.read_text().replace(str(service.pid_file), str(tmp_path / "other.pid"))
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "shotgun_events", "foreground", "--config", str(other)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 1
-    assert f"{service.state_file}.lock" in result.stderr
-    assert f"pid {service.process.pid}" in result.stderr
-    assert "Traceback" not in result.stderr
+    for command in ("foreground", "start"):
+        result = subprocess.run(
+            [sys.executable, "-m", "shotgun_events", command, "--config", str(other)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 1, command
+        assert f"{service.state_file}.lock" in result.stderr
+        assert f"pid {service.process.pid}" in result.stderr
+        assert "Traceback" not in result.stderr
     assert service.alive() and not (tmp_path / "other.pid").exists()
     assert service.stop() == 0
 

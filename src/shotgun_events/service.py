@@ -46,6 +46,7 @@ from .status import format_report, read_status_file, write_status_file
 
 if TYPE_CHECKING:  # the control commands (stop, status) never import the engine
     from .engine import Engine
+    from .metrics import MetricsServer, PrometheusObserver
 
 log = logging.getLogger("engine")
 
@@ -376,16 +377,13 @@ def _log_files_of(logs: LogSetup) -> List[Any]:
 class DaemonRun:
     """One run of the engine in this process: from the locks to the exit code."""
 
-    def __init__(
-        self, config: Config, logs: LogSetup, locks: DaemonLocks, *, foreground: bool
-    ) -> None:
+    def __init__(self, config: Config, logs: LogSetup, locks: DaemonLocks) -> None:
         self.config = config
         self.logs = logs
         self.locks = locks
-        self.foreground = foreground
         self.engine: Optional[Engine] = None
         self.alerts: Optional[logging.Handler] = None
-        self.metrics: Any = None
+        self.metrics: Optional[MetricsServer] = None
         self.housekeeper: Optional[Housekeeper] = None
 
     def prepare(self) -> None:
@@ -404,20 +402,20 @@ class DaemonRun:
         self.housekeeper.install_signal_handlers()
         self.housekeeper.start()
 
-    def _metrics_observer(self) -> Optional[EngineObserver]:
+    def _metrics_observer(self) -> Optional[PrometheusObserver]:
         if not self.config.daemon.metrics_port:
             return None
         from .metrics import PrometheusObserver
 
         return PrometheusObserver()
 
-    def _start_metrics(self, engine: Engine, observer: EngineObserver) -> Any:
+    def _start_metrics(self, engine: Engine, observer: PrometheusObserver) -> MetricsServer:
         from .metrics import MetricsServer
 
         settings = self.config.daemon
         server = MetricsServer(
             engine.status,
-            observer,  # type: ignore[arg-type]
+            observer,
             host=settings.metrics_host,
             port=settings.metrics_port,
             stuck_after=settings.callback_timeout or 300.0,
@@ -459,14 +457,18 @@ class DaemonRun:
 
     def close(self) -> None:
         """Undo prepare() in reverse; the locks go last, so `stop` waits for all of it."""
-        if self.housekeeper is not None:
-            self.housekeeper.finish()
-        if self.metrics is not None:
-            self.metrics.stop()
-        if self.alerts is not None:
-            self.alerts.close()
-        self.logs.close()
-        self.locks.release()
+        try:
+            if self.housekeeper is not None:
+                self.housekeeper.finish()
+            if self.metrics is not None:
+                self.metrics.stop()
+            if self.alerts is not None:
+                self.alerts.close()
+        except Exception:
+            log.exception("Could not shut down cleanly.")
+        finally:
+            self.logs.close()
+            self.locks.release()
 
 
 # --------------------------------------------------------------------------- the service thread
@@ -646,11 +648,14 @@ def run_foreground(config: Config) -> int:
         _say(f"cannot open the log files: {error}")
         return EXIT_FAILURE
     _note_stale_pid_file(locks, tell_terminal=False)
-    run = DaemonRun(config, logs, locks, foreground=True)
+    run = DaemonRun(config, logs, locks)
     try:
         run.prepare()
-    except ServiceError as error:
-        log.error("%s", error)
+    except Exception as error:
+        if isinstance(error, ServiceError):
+            log.error("%s", error)
+        else:
+            log.exception("The daemon could not start.")
         run.close()
         return EXIT_FAILURE
     log.info("Starting in the foreground with config %s (pid %d).", config.path, os.getpid())
@@ -688,8 +693,9 @@ def start_daemon(config: Config) -> int:
     except PermissionError as error:
         _say(f"cannot read {error.filename}: permission denied")
         return EXIT_NO_PERMISSION
-    if current.running:
+    if current.running and current.found_by == "pid file":
         # LSB: starting a service that already runs is a success; nothing else is started.
+        # (A daemon found by the state file lock is another service: take_locks refuses.)
         print(f"shotgunEventDaemon is already running (pid {current.pid}); not starting another.")
         return EXIT_OK
     os.umask(DAEMON_UMASK)
@@ -761,7 +767,7 @@ def _detach_and_run(config: Config, logs: LogSetup, locks: DaemonLocks, report: 
         signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None},
     )
     context.open()
-    run = DaemonRun(config, logs, locks, foreground=False)
+    run = DaemonRun(config, logs, locks)
     try:
         run.prepare()
         locks.write_pid()
