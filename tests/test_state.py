@@ -102,6 +102,10 @@ def journals(path: Path):
     return sorted(path.parent.glob(path.name + ".journal.*"))
 
 
+def slot_files(path: Path):
+    return sorted(path.parent.glob(path.name + ".positions.*"))
+
+
 def errors(caplog):
     return [r for r in caplog.records if r.name == LOGGER and r.levelno >= logging.ERROR]
 
@@ -340,7 +344,7 @@ def test_torn_last_journal_line_is_ignored(state_file):
     store.load()
     progress = PluginProgress(position=1)
     journal = store.track(KEY, progress)
-    advance(progress, journal, 2)
+    advance(progress, journal, 3, opened=[2], deadline=time.monotonic() + 300)
     [journal_file] = journals(state_file)
     with open(journal_file, "ab") as handle:
         handle.write(b"R 1 0")  # no newline: the write was torn
@@ -348,7 +352,8 @@ def test_torn_last_journal_line_is_ignored(state_file):
     loaded = make_store(state_file).load()
 
     assert loaded.source == "journal only"
-    assert loaded.plugins[KEY].position == 2
+    assert loaded.plugins[KEY].position == 3
+    assert set(loaded.plugins[KEY].gaps) == {2}
 
 
 def test_journal_never_moves_a_position_back_but_a_reset_does(state_file):
@@ -476,9 +481,9 @@ def test_files_are_private_under_umask_022(state_file):
         store.checkpoint()
         advance(progress, journal, 2)
         store.checkpoint()
-        advance(progress, journal, 3)
-        paths = [state_file, store.prev_path, *journals(state_file)]
-        assert len(paths) == 3
+        advance(progress, journal, 4, opened=[3], deadline=time.monotonic() + 300)
+        paths = [state_file, store.prev_path, *journals(state_file), *slot_files(state_file)]
+        assert len(paths) == 4
         modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in paths}
     finally:
         os.umask(old)
@@ -509,8 +514,8 @@ def test_full_disk_on_the_journal_is_logged_once_and_never_raises(state_file, mo
     journal = store.track(KEY, progress)
     store.checkpoint()
     _fail_journal_writes(monkeypatch)
-    for position in range(2, 500):
-        advance(progress, journal, position)
+    for position in range(2, 500):  # each step opens a gap, so each goes to the journal
+        advance(progress, journal, position, opened=[10_000 + position], deadline=1e9)
 
     assert not store.healthy
     assert "No space left" in store.last_error
@@ -574,9 +579,9 @@ def test_vanished_state_folder_keeps_progress_in_memory_until_it_returns(tmp_pat
     store.load()
     progress = PluginProgress(position=1)
     journal = store.track(KEY, progress)
-    folder.rmdir()  # real OS errors, no injection: the volume went away
+    shutil.rmtree(folder)  # real OS errors, no injection: the volume went away
     for position in range(2, 100):
-        advance(progress, journal, position)
+        advance(progress, journal, position, opened=[10_000 + position], deadline=1e9)
     store.checkpoint()
     assert not store.healthy
     assert len(errors(caplog)) == 2  # one for the journal, one for the checkpoint
@@ -655,3 +660,49 @@ def test_kill_9_loses_no_recorded_position(state_file):
     progress = loaded.plugins[("/plugins", "alpha")]
     assert progress.position >= printed[-1]
     assert {position - 3 for position in range(10, printed[-1] + 1, 10)} <= set(progress.gaps)
+
+
+# --------------------------------------------------------------------------- position slots
+
+
+def test_plain_steps_go_to_the_slots_file_not_the_journal_and_survive_a_crash(state_file):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=1)
+    journal = store.track(KEY, progress)
+    for position in range(2, 1001):
+        advance(progress, journal, position)
+    assert journals(state_file) == []  # no system call per event
+    [slots] = slot_files(state_file)
+    assert stat.S_IMODE(slots.stat().st_mode) == 0o600
+    # No close(), no checkpoint: as after a kill -9.
+    loaded = make_store(state_file).load()
+    assert loaded.plugins[KEY].position == 1000
+    assert loaded.source == "journal only"
+
+
+def test_old_slot_files_are_read_then_removed_after_the_first_checkpoint(state_file):
+    first = make_store(state_file)
+    first.load()
+    progress = PluginProgress(position=5)
+    journal = first.track(KEY, progress)
+    advance(progress, journal, 9)  # crash: no close
+    second = make_store(state_file)
+    loaded = second.load()
+    assert loaded.plugins[KEY].position == 9
+    [old] = slot_files(state_file)
+    second.track(KEY, loaded.plugins[KEY])
+    second.checkpoint()
+    assert old not in slot_files(state_file)
+    second.close()
+    assert slot_files(state_file) == []  # a clean stop leaves only the state file and .prev
+
+
+def test_an_untracked_plugin_does_not_come_back_from_its_slot(state_file):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=5)
+    journal = store.track(KEY, progress)
+    advance(progress, journal, 6)
+    store.untrack(KEY)
+    assert KEY not in make_store(state_file).load().plugins
