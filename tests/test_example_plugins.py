@@ -30,7 +30,10 @@ def examples(tmp_path, site):
     )
     runner.start()
     runner.wait_started()
-    runner.wait_for(lambda: runner.log().count("Loaded plugin") == 4, 20, "4 plugins to load")
+    plugins = [p for p in folder.glob("*.py") if not p.name.startswith("_")]
+    runner.wait_for(
+        lambda: runner.log().count("Loaded plugin") == len(plugins), 20, "the plugins to load"
+    )
     try:
         yield runner
     finally:

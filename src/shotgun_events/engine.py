@@ -43,6 +43,15 @@ log = logging.getLogger("engine")
 #: one read of the site rather than each catching up alone.
 STARTUP_GRACE = 10.0
 
+#: How long one poll may wait, in all, for workers whose inbox is full to make room. A
+#: plugin that keeps up (a page in this time) shares the engine's reads; a slower one is
+#: detached and reads on its own, so it delays the others by at most this, once.
+BACKPRESSURE_WAIT = 0.25
+
+#: While events stream in (no idle sleep between polls), plugin folders are scanned for
+#: changes at most this often, not once per page.
+SCAN_INTERVAL = 1.0
+
 
 @dataclass
 class _Request:
@@ -87,6 +96,10 @@ class Engine:
         self.progress: Dict[PluginKey, PluginProgress] = {}
         self._journals: Dict[PluginKey, ProgressJournal] = {}
         self._running = False
+        self._last_scan = -SCAN_INTERVAL
+        self._saver = threading.Thread(
+            target=self._save_state_loop, name="state-saver", daemon=True
+        )
         self.gaps: Dict[int, float] = {}
         self._saved: Optional[SavedState] = None
         self._attached: Set[PluginWorker] = set()
@@ -127,6 +140,7 @@ class Engine:
 
     def rescan(self) -> None:
         """Look at the plugin folders now (SIGHUP) instead of at the next poll."""
+        self._last_scan = -SCAN_INTERVAL
         self._wake.set()
 
     def status(self) -> Dict[str, Any]:
@@ -258,6 +272,7 @@ class Engine:
                     latest,
                 )
         self.state.checkpoint()
+        self._saver.start()
         for worker in self.workers.values():
             worker.start()
         self._running = True
@@ -286,6 +301,8 @@ class Engine:
                     worker.stats.current_event_id,
                     self.config.daemon.stop_timeout,
                 )
+        if self._saver.is_alive():
+            self._saver.join()
         self.state.close()
         self.site.close()
         log.info("Stopped; positions saved to %s.", self.config.daemon.event_id_file)
@@ -294,7 +311,7 @@ class Engine:
 
     def _tick(self) -> None:
         self._handle_requests()
-        self._scan_plugins(start_position=self.head)
+        self._scan_plugins_if_due()
         page = self.site.read_page(self.head, self.batch_size, self._wanted_types)
         self.polls += 1
         self.last_poll_at = time.time()
@@ -304,7 +321,6 @@ class Engine:
         self._route_page(page)
         self.head = max(self.head, page.through)
         self._recheck_gaps_if_due()
-        self.state.checkpoint_if_due()
         if not page.full:
             self._idle()
 
@@ -398,12 +414,14 @@ class Engine:
                 for worker in routes.get(event["event_type"], ()):
                     per_worker.setdefault(worker, []).append(event)
         everything = set(self._everything)
+        patience = time.monotonic() + BACKPRESSURE_WAIT
         for worker in list(self._attached):
             events = page.events if worker in everything else per_worker.get(worker, [])
-            self._send(worker, Batch(events, page.through, page.missing, deadline))
+            message = Batch(events, page.through, page.missing, deadline)
+            self._send(worker, message, wait=max(0.0, patience - time.monotonic()))
 
-    def _send(self, worker: PluginWorker, message: Message) -> None:
-        if not worker.offer(message):
+    def _send(self, worker: PluginWorker, message: Message, wait: float = 0.0) -> None:
+        if not worker.offer(message, wait):
             self._attached.discard(worker)
             self._rebuild_routes()
             log.info(
@@ -443,6 +461,19 @@ class Engine:
         if key not in self.progress:
             self.progress[key] = progress
             self._journals[key] = self.state.track(key, progress)
+
+    def _scan_plugins_if_due(self) -> None:
+        """Scan plugin folders once per poll when idle, at most once a second when busy."""
+        now = time.monotonic()
+        if now - self._last_scan >= min(SCAN_INTERVAL, self.fetch_interval):
+            self._last_scan = now
+            self._scan_plugins(start_position=self.head)
+
+    def _save_state_loop(self) -> None:
+        """Checkpoints on their own thread, so an fsync never holds up the poll."""
+        pause = min(0.25, self.config.daemon.state_save_interval / 2)
+        while not self.stop_event.wait(pause):
+            self.state.checkpoint_if_due()
 
     def _scan_plugins(self, start_position: int) -> None:
         for folder in self.config.plugins.folders:

@@ -120,6 +120,42 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+class EngineShotgun(shotgun_api3.Shotgun):
+    """The official client with a faster inbound decoder, for the engine's own reads.
+
+    The stock client turns every date-time string of a response into a datetime with
+    ``strptime`` and a time-zone conversion: for a page of events that is most of the
+    client's time, and a page holds few distinct timestamps (events come in bursts). This
+    subclass converts each distinct string once per page, through the client's own
+    conversion, so the results are identical (a test compares them with the stock client).
+    Plugins get the unmodified client.
+    """
+
+    def _transform_inbound(self, data: T) -> T:
+        if not self.config.convert_datetimes_to_utc:
+            return super()._transform_inbound(data)
+        stock = super()._transform_inbound
+        pattern = self._DATE_TIME_PATTERN
+        converted: Dict[str, Any] = {}
+
+        def visit(value: Any) -> Any:
+            if isinstance(value, str):
+                if len(value) != 20 or not pattern.match(value):
+                    return value
+                if value not in converted:
+                    converted[value] = stock(value)
+                return converted[value]
+            if isinstance(value, dict):
+                return {key: visit(item) for key, item in value.items()} if value else value
+            if isinstance(value, list):
+                return [visit(item) for item in value] if value else value
+            if isinstance(value, tuple):
+                return tuple(visit(item) for item in value) if value else value
+            return value
+
+        return visit(data)
+
+
 class Backoff:
     """Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... up to ``cap`` seconds."""
 
@@ -167,7 +203,7 @@ class Site:
 
     def _connection(self) -> shotgun_api3.Shotgun:
         if self._sg is None:
-            sg = shotgun_api3.Shotgun(
+            sg = EngineShotgun(
                 self._server,
                 self._script_name,
                 self._script_key,
