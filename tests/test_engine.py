@@ -371,3 +371,23 @@ def test_sigterm_finishes_the_event_in_hand_and_exits_0(site, daemon):
     daemon.wait_seen("slow", ids, timeout=30)
     assert daemon.seen("slow") == ids  # nothing repeated, nothing skipped
     daemon.stop()
+
+
+def test_type_filter_asks_less_and_never_mistakes_other_types_for_gaps(site, daemon):
+    started(daemon, ("tasks", recorder_plugin({"Shotgun_Task_Change": ["sg_status_list"]})))
+    noise = new_events(site, 40, event_type="Shotgun_Shot_Change")
+    task = new_events(site, 1, event_type="Shotgun_Task_Change")
+    late = site.reserve_event_id()
+    more_noise = new_events(site, 40, event_type="Shotgun_Version_Change")
+    daemon.wait_seen("tasks", task)
+    site.reset_stats()
+    late.commit(event_type="Shotgun_Task_Change", attribute_name="sg_status_list")
+    daemon.wait_seen("tasks", [late.id])
+    last = new_events(site, 1, event_type="Shotgun_Task_Change")
+    daemon.wait_seen("tasks", last)
+    assert daemon.seen("tasks") == task + [late.id] + last
+    daemon.stop()
+    # The only gap ever waited for was the late id: none of the 80 filtered-out events.
+    waited = [line for line in daemon.log().splitlines() if "Late events arrived" in line]
+    assert waited and all(str(late.id) in line for line in waited)
+    assert not set(noise + more_noise) & set(daemon.seen("tasks"))

@@ -392,6 +392,8 @@ class Engine:
             for event_type in types:
                 routes.setdefault(event_type, []).append(worker)
         self._routes, self._everything = routes, everything
+        # Ask the site only for the types some attached plugin can match (None: all types).
+        self._wanted_types = None if everything else frozenset(routes)
 
     # ------------------------------------------------------------ routing
 

@@ -66,6 +66,37 @@ def page_from_events(
     )
 
 
+def page_from_listing(
+    after: int,
+    listing: Sequence[int],
+    events: Sequence[Event],
+    limit: int,
+    max_gaps: int = MAX_GAPS_PER_PAGE,
+) -> Page:
+    """Build a Page from a type-filtered read.
+
+    ``listing`` holds every id the site showed after ``after`` (an id-only read, any type),
+    ``events`` the full rows of the ones some plugin wants. Gaps come from the listing, so
+    an id skipped because of its type is never mistaken for a late event.
+    """
+    if not listing:
+        return Page(after=after, through=after)
+    ordered_ids = sorted(listing)
+    missing = missing_ids(after, ordered_ids)
+    jumped = None
+    if len(missing) > max_gaps:
+        jumped = (missing[0], missing[-1])
+        missing = []
+    return Page(
+        after=after,
+        through=ordered_ids[-1],
+        events=sorted(events, key=lambda e: e["id"]),
+        missing=tuple(missing),
+        full=len(ordered_ids) >= limit,
+        jumped=jumped,
+    )
+
+
 def missing_ids(after: int, present: Sequence[int]) -> List[int]:
     """Ids in ``(after, max(present)]`` that are not in ``present`` (sorted, unique)."""
     missing: List[int] = []

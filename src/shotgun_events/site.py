@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Typ
 
 import shotgun_api3
 
-from .reader import Page, page_from_events
+from .reader import Page, page_from_events, page_from_listing
 
 #: The fields the daemon and classic plugins read; nothing more is fetched.
 EVENT_FIELDS = [
@@ -260,21 +260,39 @@ class Site:
     def read_page(
         self, after: int, limit: int, event_types: Optional[FrozenSet[str]] = None
     ) -> Page:
-        """The next events after ``after``, in id order, with the gaps inside the page."""
-        del event_types  # filtering by type is not used yet: every page is unfiltered
-        events = self._call(
+        """The next events after ``after``, in id order, with the gaps inside the page.
+
+        With ``event_types`` (the types some plugin can match), the site is asked for
+        every id and type first (a few bytes per event), then for the full rows of the
+        wanted ones only; gaps are computed from the complete id listing.
+        """
+        if event_types is None:
+            events = self._call(
+                "poll",
+                lambda sg: sg.find(
+                    "EventLogEntry",
+                    [["id", "greater_than", after]],
+                    EVENT_FIELDS,
+                    order=ID_ASCENDING,
+                    limit=limit,
+                ),
+            )
+            return page_from_events(after, events, limit)
+        listing = self._call(
             "poll",
             lambda sg: sg.find(
                 "EventLogEntry",
                 [["id", "greater_than", after]],
-                EVENT_FIELDS,
+                ["id", "event_type"],
                 order=ID_ASCENDING,
                 limit=limit,
             ),
         )
-        return page_from_events(after, events, limit)
+        wanted = [row["id"] for row in listing if row["event_type"] in event_types]
+        events = self.events_by_id(wanted, what="poll rows") if wanted else []
+        return page_from_listing(after, [row["id"] for row in listing], events, limit)
 
-    def events_by_id(self, ids: Iterable[int]) -> List[Dict[str, Any]]:
+    def events_by_id(self, ids: Iterable[int], what: str = "gap re-query") -> List[Dict[str, Any]]:
         """The events among ``ids`` that the site shows now (late events), in id order."""
         wanted = sorted(set(ids))
         found: List[Dict[str, Any]] = []
@@ -282,7 +300,7 @@ class Site:
             chunk = wanted[start : start + MAX_IDS_PER_QUERY]
             found.extend(
                 self._call(
-                    "gap re-query",
+                    what,
                     lambda sg, chunk=chunk: sg.find(
                         "EventLogEntry",
                         [["id", "in", chunk]],
