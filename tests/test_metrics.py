@@ -571,7 +571,6 @@ def test_site_outage_makes_the_engine_unhealthy_and_counts_failed_requests(
 # --------------------------------------------------------------------------- the daemon process
 
 
-@pytest.mark.xfail(strict=True, reason="metrics not wired yet")
 def test_daemon_serves_metrics_and_health_on_its_configured_port(tmp_path, site, daemon):
     port = free_port()
     release = tmp_path / "release"

@@ -176,10 +176,10 @@ class RetryPolicy:
     step; retrying stops after ``attempts`` tries or ``give_up_after`` seconds.
     """
 
-    attempts: int = 5
+    attempts: int = 12
     first_delay: float = 1.0
     max_delay: float = 60.0
-    give_up_after: float = 600.0
+    give_up_after: float = 900.0
     jitter: float = 0.1
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from .config import Config, PluginFolderSettings
 from .observe import EngineObserver
 from .plugins import FolderScan, Plugin, PluginEnvironment, scan_folder
 from .reader import Page
+from .retry import OutageLog
 from .site import OutageMonitor, Site, Stopping
 from .state import PluginKey, PluginProgress, ProgressJournal, SavedState, StateStore
 from .workers import (
@@ -84,10 +85,13 @@ class Engine:
             use_session_uuid=config.site.use_session_uuid,
             site_timeout=daemon.site_timeout,
             log_level=daemon.log_level,
+            default_retry=daemon.plugin_retry,
         )
         self.timing_log = timing_log
         self.observer = observer or EngineObserver()
         self.outage = OutageMonitor(log, daemon.max_conn_retries)
+        #: Plugins' own site outages (callbacks retried per their policy), for logs and status.
+        self.outage_log = OutageLog()
         self.state = StateStore(
             daemon.event_id_file, save_interval=daemon.state_save_interval, logger=log
         )
@@ -197,6 +201,7 @@ class Engine:
             "last_error": stats.last_error,
             "busy_callback": stats.busy_callback,
             "busy_seconds": busy_for,
+            "retries": self.outage_log.snapshot().get(plugin.name),
         }
 
     def _remember_times(self, page: Page) -> None:

@@ -25,7 +25,9 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tupl
 
 import shotgun_api3
 
+from .config import RetryPolicy
 from .matching import EventMatcher
+from .retry import resolve_policy
 
 #: What a plugin asked for with ``reg.setEmails``: False, True (default recipients) or addresses.
 EmailSetting = Union[bool, Tuple[str, ...]]
@@ -49,6 +51,8 @@ class PluginEnvironment:
     on_plugin_logger: Callable[[str, logging.Logger], None] = lambda name, logger: None
     #: The level plugin loggers start at (the config's ``logging`` option).
     log_level: int = logging.INFO
+    #: The retry policy of callbacks that do not say (``[daemon] plugin_retry``; None: off).
+    default_retry: Optional[RetryPolicy] = None
 
 
 class PluginLoadError(Exception):
@@ -76,6 +80,8 @@ class Callback:
         self.args = args
         self.stop_on_error = bool(stop_on_error)
         self.options = dict(options)
+        #: How transient site errors in this callback are retried (None: they are not).
+        self.retry_policy = resolve_policy(options.get("retry"), plugin.environment.default_retry)
         self.logger = logging.getLogger(f"{plugin.logger.name}.{self.name}")
         self._script_name = script_name
         self._script_key = script_key

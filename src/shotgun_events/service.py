@@ -334,6 +334,7 @@ def build_engine(
         add_secret=logs.redactor.add,
         on_plugin_logger=logs.plugin_logger,
         log_level=config.daemon.log_level,
+        default_retry=config.daemon.plugin_retry,
     )
     return Engine(config, environment=environment, timing_log=logs.timing_log, observer=observer)
 

@@ -23,6 +23,7 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequenc
 from .observe import EngineObserver
 from .plugins import Callback, Plugin
 from .reader import Event, Page, ids_between
+from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import Site, Stopping
 from .state import PluginProgress, ProgressJournal
 
@@ -67,6 +68,7 @@ class WorkerHub(Protocol):
     gap_timeout: float
     recheck_interval: float
     stop_event: threading.Event
+    outage_log: OutageLog
 
     def make_site(self) -> Site: ...
 
@@ -93,6 +95,11 @@ class WorkerStats:
     busy_callback: Optional[str] = None
     catch_up_reads: int = 0
 
+
+# What running a callback on an event came to.
+_DONE = "done"
+_FAILED = "failed"
+_INTERRUPTED = "interrupted"  # a stop or a reload came while waiting to retry
 
 ATTACHED = "attached"
 CATCHING_UP = "catching up"
@@ -422,7 +429,12 @@ class PluginWorker:
         self.stats.current_event_id = event["id"]
         try:
             for callback in callbacks:
-                if not self._run_callback(callback, own_copy) and callback.stop_on_error:
+                outcome = self._run_callback(callback, own_copy, event)
+                if outcome is _INTERRUPTED:
+                    if self._stop_requested:
+                        raise Stopping()
+                    return False  # a reload: the event is read again with the new code
+                if outcome is _FAILED and callback.stop_on_error:
                     self._stop_plugin(callback, event)
                     return False
         finally:
@@ -431,14 +443,21 @@ class PluginWorker:
         self.observer.event_delivered(self.plugin.name)
         return True
 
-    def _run_callback(self, callback: Callback, event: Event) -> bool:
+    def _run_callback(self, callback: Callback, event: Event, original: Event) -> object:
+        """Run one callback on one event (with its retries); _DONE, _FAILED or _INTERRUPTED."""
         stats = self.stats
         started_wall = time.time()
         started = time.perf_counter()
         stats.busy_since, stats.busy_callback = time.monotonic(), callback.full_name
         error: Optional[BaseException] = None
         try:
-            callback(event)
+            if callback.retry_policy is None:
+                callback(event)
+            else:
+                self._call_with_retries(callback, event, original)
+        except RetryInterrupted:
+            stats.busy_since, stats.busy_callback = None, None
+            return _INTERRUPTED
         except BaseException as raised:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
             error = raised
         duration = time.perf_counter() - started
@@ -459,7 +478,37 @@ class PluginWorker:
                 event.get("event_type"),
                 exc_info=(type(error), error, error.__traceback__),
             )
-            return False
+            return _FAILED
+        return _DONE
+
+    def _call_with_retries(self, callback: Callback, event: Event, original: Event) -> None:
+        """Retry transient site errors per the callback's policy. The first try gets the
+        plugin's copy of the event; each retry a fresh one, as a failed try may have
+        changed its copy."""
+        tries = iter([event])
+
+        def call() -> None:
+            callback(next(tries, None) or copy_event(original))
+
+        call_with_retry(
+            call,
+            callback.retry_policy,
+            wait=self._wait_to_retry,
+            outage_log=self.hub.outage_log,
+            plugin=self.plugin.name,
+            callback=callback.full_name,
+            event_id=original.get("id"),
+        )
+
+    def _wait_to_retry(self, seconds: float) -> bool:
+        """Wait before a retry; True when a stop or a reload cut the wait short."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            while not self._interrupted():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
         return True
 
     def _stop_plugin(self, callback: Callback, event: Event) -> None:
