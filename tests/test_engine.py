@@ -385,7 +385,7 @@ def test_type_filter_asks_less_and_never_mistakes_other_types_for_gaps(site, dae
     daemon.wait_seen("tasks", [late.id])
     last = new_events(site, 1, event_type="Shotgun_Task_Change")
     daemon.wait_seen("tasks", last)
-    assert daemon.seen("tasks") == task + [late.id] + last
+    assert daemon.seen("tasks") == [*task, late.id, *last]
     daemon.stop()
     # The only gap ever waited for was the late id: none of the 80 filtered-out events.
     waited = [line for line in daemon.log().splitlines() if "Late events arrived" in line]
