@@ -35,6 +35,7 @@ from .workers import (
     ExpiredGaps,
     LateEvents,
     Message,
+    OperatorRequest,
     PluginWorker,
 )
 
@@ -219,6 +220,57 @@ class Engine:
         if index >= len(self._times):
             return None
         return round(max(0.0, time.time() - self._times[index][1]), 1)
+
+    def operator(
+        self,
+        action: str,
+        plugin: str,
+        *,
+        user: str,
+        to: Optional[int] = None,
+        latest: bool = False,
+        wait: float = 30.0,
+    ) -> Tuple[bool, str]:
+        """Apply an operator's recovery command to one plugin; (done?, what happened).
+
+        ``plugin`` is a plugin name, or ``folder/name`` when two folders hold the same
+        name. The command runs on the plugin's own worker between two events; this waits
+        up to ``wait`` seconds for it (a plugin busy in a long callback applies it later).
+        """
+        worker, problem = self._find_worker(plugin)
+        if worker is None:
+            return False, problem
+        position = self.head if latest else to
+        if action == "reset" and position is None:
+            return False, "reset needs --to ID or --to-latest"
+        request = OperatorRequest(action=action, user=user, position=position)
+        log.warning(
+            "Operator %s: %s %s%s.", user, action, plugin, f" to {position}" if position else ""
+        )
+        worker.submit(request)
+        if not request.done.wait(wait):
+            busy = worker.stats.busy_callback
+            return False, (
+                f"plugin {worker.plugin.name} is busy"
+                + (f" in {busy}" if busy else "")
+                + f"; the {action} is applied when it finishes its event"
+            )
+        return request.ok, request.message
+
+    def _find_worker(self, name: str) -> Tuple[Optional[PluginWorker], str]:
+        folder, _, plugin = name.rpartition("/")
+        found = [
+            worker
+            for (key_folder, key_name), worker in list(self.workers.items())
+            if key_name == plugin and (not folder or key_folder.rstrip("/") == folder.rstrip("/"))
+        ]
+        if len(found) == 1:
+            return found[0], ""
+        if not found:
+            known = ", ".join(sorted(key[1] for key in self.workers)) or "none"
+            return None, f"no plugin named {name!r} (plugins: {known})"
+        where = ", ".join(f"{w.plugin.folder}/{w.plugin.name}" for w in found)
+        return None, f"{name!r} is ambiguous: say which one ({where})"
 
     # ------------------------------------------------------------ WorkerHub
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
@@ -96,6 +96,22 @@ class WorkerStats:
     catch_up_reads: int = 0
 
 
+@dataclass
+class OperatorRequest:
+    """An operator's command for one plugin (retry, skip, reset), applied between events."""
+
+    action: str
+    user: str
+    position: Optional[int] = None
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    message: str = ""
+
+    def finish(self, ok: bool, message: str) -> None:
+        self.ok, self.message = ok, message
+        self.done.set()
+
+
 # What running a callback on an event came to.
 _DONE = "done"
 _FAILED = "failed"
@@ -138,6 +154,9 @@ class PluginWorker:
         self._attach_answer: Optional[bool] = None
         self._reload_requested = False
         self._stop_requested = False
+        self._operator_requests: Deque[OperatorRequest] = deque()
+        #: The event the plugin stopped on (stopOnError), for `skip`; None when it did not.
+        self.failed_event_id: Optional[int] = None
         self._site: Optional[Site] = None
         self._last_recheck = 0.0
         self.thread = threading.Thread(target=self._run, name=f"plugin-{plugin.name}", daemon=True)
@@ -196,6 +215,12 @@ class PluginWorker:
             self._stop_requested = True
             self._cond.notify_all()
 
+    def submit(self, request: OperatorRequest) -> None:
+        """Queue an operator's command; it is applied between two events."""
+        with self._cond:
+            self._operator_requests.append(request)
+            self._cond.notify_all()
+
     def join(self, timeout: Optional[float]) -> bool:
         self.thread.join(timeout)
         return not self.thread.is_alive()
@@ -214,7 +239,9 @@ class PluginWorker:
         try:
             self._reload()
             while not self._stop_requested:
-                if self._reload_requested:
+                if self._operator_requests:
+                    self._apply_operator_request(self._operator_requests.popleft())
+                elif self._reload_requested:
                     self._reload()
                 elif self.mode == INACTIVE:
                     self._wait_for_change()
@@ -242,6 +269,7 @@ class PluginWorker:
             self._reload_requested = False
         self._detach()
         loaded = self.plugin.load()
+        self.failed_event_id = None
         self.hub.plugin_reloaded(self)
         if loaded:
             self.plugin.logger.info(
@@ -265,7 +293,7 @@ class PluginWorker:
 
     def _wait_for_change(self) -> None:
         with self._cond:
-            while not (self._reload_requested or self._stop_requested):
+            while not self._interrupted():
                 self._cond.wait()
 
     def _work_inbox(self) -> None:
@@ -284,7 +312,7 @@ class PluginWorker:
         self._handle(message)
 
     def _interrupted(self) -> bool:
-        return self._stop_requested or self._reload_requested
+        return self._stop_requested or self._reload_requested or bool(self._operator_requests)
 
     def _handle(self, message: Message) -> None:
         if isinstance(message, Batch):
@@ -518,8 +546,70 @@ class PluginWorker:
         )
         self.plugin.deactivate(reason)
         self.plugin.logger.error("Plugin %s %s.", self.plugin.name, reason)
+        self.failed_event_id = event.get("id")
         self.mode = INACTIVE
         self._detach()
+
+    # ------------------------------------------------------------ operator commands
+
+    def _apply_operator_request(self, request: OperatorRequest) -> None:
+        """retry: run again from the position; skip: pass the failed event, then retry;
+        reset: move the position (even backwards) and read on from there."""
+        name = self.plugin.name
+        if request.action == "skip":
+            if self.failed_event_id is None:
+                request.finish(False, f"plugin {name} is not stopped on a failed event")
+                return
+            skipped = self.failed_event_id
+            self._set_position(skipped, reset=False)
+            self.plugin.logger.warning(
+                "Operator %s skipped event %d of plugin %s.", request.user, skipped, name
+            )
+            self._reload()
+            request.finish(True, f"plugin {name}: skipped event {skipped}; {self._describe()}")
+        elif request.action == "retry":
+            if self.plugin.active and self.mode != INACTIVE:
+                request.finish(False, f"plugin {name} is active; nothing to retry")
+                return
+            self.plugin.logger.warning("Operator %s retried plugin %s.", request.user, name)
+            self._reload()
+            request.finish(self.plugin.active, f"plugin {name}: {self._describe()}")
+        elif request.action == "reset" and request.position is not None:
+            before = self.progress.position
+            self._set_position(request.position, reset=True)
+            self.plugin.logger.warning(
+                "Operator %s reset plugin %s from event %s to event %d.",
+                request.user,
+                name,
+                before,
+                request.position,
+            )
+            if self.mode != INACTIVE:
+                self._detach()
+                self.mode = CATCHING_UP
+            request.finish(
+                True,
+                f"plugin {name}: position moved from {before} to {request.position}; "
+                f"{self._describe()}",
+            )
+        else:
+            request.finish(False, f"unknown command {request.action!r}")
+
+    def _set_position(self, position: int, reset: bool) -> None:
+        """Move the position (forward, or anywhere for a reset, which also drops gaps)."""
+        with self.progress.lock:
+            closed = list(self.progress.gaps) if reset else []
+            for gap in closed:
+                del self.progress.gaps[gap]
+            if reset or position > (self.progress.position or 0):
+                self.progress.position = position
+            self.journal.record(closed=closed, reset=reset)
+        self.failed_event_id = None
+
+    def _describe(self) -> str:
+        if not self.plugin.active:
+            return f"it is inactive ({self.plugin.inactive_reason})"
+        return f"it resumes after event {self.progress.position}"
 
     def _log_timing(
         self,
