@@ -391,3 +391,34 @@ def test_type_filter_asks_less_and_never_mistakes_other_types_for_gaps(site, dae
     waited = [line for line in daemon.log().splitlines() if "Late events arrived" in line]
     assert waited and all(str(late.id) in line for line in waited)
     assert not set(noise + more_noise) & set(daemon.seen("tasks"))
+
+
+def test_kill_9_between_two_callbacks_of_one_event_reruns_only_the_second(site, daemon):
+    two_callbacks = textwrap.dedent(
+        f"""
+        import time
+        from _recorder import record
+
+        def registerCallbacks(reg):
+            reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {PLUGIN_SCRIPT[1]!r}, first)
+            reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {PLUGIN_SCRIPT[1]!r}, second)
+
+        def first(sg, logger, event, args):
+            record("pair", "first", event)
+
+        def second(sg, logger, event, args):
+            time.sleep(1.5)
+            record("pair", "second", event)
+        """
+    )
+    started(daemon, ("pair", two_callbacks))
+    (event_id,) = new_events(site, 1)
+    daemon.wait_for(lambda: daemon.seen("pair", "first"), 20, "the first callback")
+    daemon.kill()  # while the second callback sleeps
+    assert daemon.seen("pair", "second") == []
+    daemon.start()
+    daemon.wait_for(lambda: daemon.seen("pair", "second"), 20, "the second callback")
+    assert daemon.seen("pair", "first") == [event_id]  # not run again
+    assert daemon.seen("pair", "second") == [event_id]
+    assert "finished before the restart" in daemon.log()
+    daemon.stop()

@@ -567,7 +567,9 @@ class Engine:
             if saved is None:
                 progress = PluginProgress(position=start_position)
             else:  # a copy: the fallback may be another key's progress
-                progress = PluginProgress(position=saved.position, gaps=dict(saved.gaps))
+                progress = PluginProgress(
+                    position=saved.position, gaps=dict(saved.gaps), partial=saved.partial
+                )
             self._keep(key, progress)
         worker = PluginWorker(
             plugin,

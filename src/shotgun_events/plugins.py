@@ -18,6 +18,7 @@ import stat
 import sys
 import threading
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +80,8 @@ class Callback:
         self.matcher = matcher
         self.args = args
         self.stop_on_error = bool(stop_on_error)
+        #: Position in the plugin's registration order (set when the plugin adds it).
+        self.index = 0
         self.options = dict(options)
         #: How transient site errors in this callback are retried (None: they are not).
         self.retry_policy = resolve_policy(options.get("retry"), plugin.environment.default_retry)
@@ -222,8 +225,14 @@ class Plugin:
         return frozenset(types)
 
     def add_callback(self, callback: Callback) -> None:
+        callback.index = len(self.callbacks)
         self.callbacks.append(callback)
         self._by_type.clear()
+
+    @property
+    def callbacks_signature(self) -> int:
+        """A fingerprint of the callbacks' names, to recognise the same plugin after a restart."""
+        return zlib.crc32("\n".join(cb.name for cb in self.callbacks).encode("utf-8"))
 
     def callbacks_for(self, event: Mapping[str, Any]) -> Tuple[Callback, ...]:
         """The callbacks that want this event, in registration order.

@@ -12,8 +12,12 @@ one per plugin::
 
     0   int64  position (-1: none)
     8   int64  check = ~position: a slot whose check does not match is ignored
-    16  uint16 length of the key
-    18  bytes  the plugin key as JSON ["<folder>", "<plugin>"], UTF-8
+    16  int64  the event in hand (0: none), for partly handled events
+    24  uint64 its done callbacks: bit i = callback i finished; the high 32 bits hold a
+               signature of the plugin's callback names (a changed plugin reruns them all)
+    32  uint64 check = event ^ done ^ PARTIAL_SALT
+    40  uint16 length of the key
+    42  bytes  the plugin key as JSON ["<folder>", "<plugin>"], UTF-8
 
 This module must never be the only place a gap lives (gaps go to the journal, written
 before the position that passes them), and must never raise into a worker.
@@ -27,29 +31,58 @@ import mmap
 import os
 import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 PluginKey = Tuple[str, str]
 
-MAGIC = b"SGEDPOS1"
+MAGIC = b"SGEDPOS2"
 HEADER_SIZE = 64
 SLOT_SIZE = 1024
-KEY_ROOM = SLOT_SIZE - 18
+KEY_AT = 42
+KEY_ROOM = SLOT_SIZE - KEY_AT
+PARTIAL_SALT = 0x5EDC0FFEE
+#: Callbacks beyond this many in one plugin are not tracked one by one (they rerun).
+TRACKED_CALLBACKS = 32
 _POSITION = struct.Struct("<qq")
+_PARTIAL = struct.Struct("<qQQ")
+_U64 = 0xFFFFFFFFFFFFFFFF
 _KEY_LENGTH = struct.Struct("<H")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """An event a plugin had started on: which of its callbacks had finished."""
+
+    event_id: int
+    signature: int
+    done: int  # bit i set: callback i finished
+
+    def finished(self, index: int) -> bool:
+        return index < TRACKED_CALLBACKS and bool(self.done >> index & 1)
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    position: int
+    partial: Optional[Partial]
+
+
 _INITIAL_SLOTS = 64
 
 
 class Slot:
     """One plugin's position in the mapping; a write is a memory store, no system call."""
 
-    __slots__ = ("_map", "_offset", "_value")
+    __slots__ = ("_done", "_event", "_map", "_offset", "_value")
 
     def __init__(self, mapping: mmap.mmap, offset: int) -> None:
         self._map = mapping
         self._offset = offset
         self._value = -1
+        self._event = 0
+        self._done = 0
 
     def advance(self, position: Optional[int]) -> None:
         """Record progress; like the journal, a slot never moves a position back."""
@@ -61,6 +94,18 @@ class Slot:
         value = -1 if position is None else position
         self._value = value
         _POSITION.pack_into(self._map, self._offset, value, ~value)
+
+    def callback_done(self, event_id: int, index: int, signature: int) -> None:
+        """Callback ``index`` finished on ``event_id``, the event in hand."""
+        if index >= TRACKED_CALLBACKS:
+            return
+        if event_id != self._event:
+            self._event, self._done = event_id, 0
+        self._done |= 1 << index
+        done = (signature & 0xFFFFFFFF) << 32 | self._done
+        _PARTIAL.pack_into(
+            self._map, self._offset + 16, event_id, done, (event_id ^ done ^ PARTIAL_SALT) & _U64
+        )
 
     def clear(self) -> None:
         """Make the slot invalid: the plugin no longer belongs in the state."""
@@ -101,9 +146,10 @@ class PositionSlots:
             mapping = self._maps[-1]
             offset = HEADER_SIZE + self._used * SLOT_SIZE
             self._used += 1
-        _POSITION.pack_into(mapping, offset, -1, 0)  # check mismatch: not valid until written
-        _KEY_LENGTH.pack_into(mapping, offset + 16, len(encoded))
-        mapping[offset + 18 : offset + 18 + len(encoded)] = encoded
+        _POSITION.pack_into(mapping, offset, -1, 0)  # no position until the first write
+        _PARTIAL.pack_into(mapping, offset + 16, 0, 0, 0)
+        _KEY_LENGTH.pack_into(mapping, offset + KEY_AT - 2, len(encoded))
+        mapping[offset + KEY_AT : offset + KEY_AT + len(encoded)] = encoded
         return Slot(mapping, offset)
 
     def close(self, delete: bool) -> None:
@@ -119,25 +165,31 @@ class PositionSlots:
                 os.unlink(self.path)
 
 
-def read_slots(path: Path) -> Dict[PluginKey, int]:
-    """The valid positions in a slots file (a missing or foreign file gives none)."""
+def read_slots(path: Path) -> Dict[PluginKey, SlotRecord]:
+    """The valid records in a slots file (a missing or foreign file gives none)."""
     try:
         data = path.read_bytes()
     except OSError:
         return {}
     if not data.startswith(MAGIC):
         return {}
-    positions: Dict[PluginKey, int] = {}
+    records: Dict[PluginKey, SlotRecord] = {}
     for offset in range(HEADER_SIZE, len(data) - SLOT_SIZE + 1, SLOT_SIZE):
         position, check = _POSITION.unpack_from(data, offset)
         if check != ~position or position < 0:
             continue
-        (length,) = _KEY_LENGTH.unpack_from(data, offset + 16)
+        (length,) = _KEY_LENGTH.unpack_from(data, offset + KEY_AT - 2)
         try:
-            folder, plugin = json.loads(data[offset + 18 : offset + 18 + length])
+            folder, plugin = json.loads(data[offset + KEY_AT : offset + KEY_AT + length])
         except (ValueError, TypeError):
             continue
-        if isinstance(folder, str) and isinstance(plugin, str):
-            key = (folder, plugin)
-            positions[key] = max(position, positions.get(key, position))
-    return positions
+        if not (isinstance(folder, str) and isinstance(plugin, str)):
+            continue
+        event_id, done, partial_check = _PARTIAL.unpack_from(data, offset + 16)
+        partial = None
+        if event_id > position and partial_check == (event_id ^ done ^ PARTIAL_SALT) & _U64:
+            partial = Partial(event_id, done >> 32, done & 0xFFFFFFFF)
+        key = (folder, plugin)
+        if key not in records or position > records[key].position:
+            records[key] = SlotRecord(position, partial)
+    return records

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from .slots import PositionSlots, Slot, read_slots
+from .slots import Partial, PositionSlots, Slot, read_slots
 
 PluginKey = Tuple[str, str]
 
@@ -76,6 +76,9 @@ class PluginProgress:
     position: Optional[int] = None
     gaps: Dict[int, float] = field(default_factory=dict)  # gap id -> deadline (time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: The event the plugin was in the middle of when the daemon died, and which of its
+    #: callbacks had finished (from the slots file; never in the state file).
+    partial: Optional[Partial] = field(default=None, compare=False)
 
 
 @dataclass
@@ -148,6 +151,13 @@ class ProgressJournal:
             else:
                 slot.advance(position)
 
+    def callback_done(self, event_id: int, index: int, signature: int) -> None:
+        """One callback of a plugin finished on the event in hand (a memory write), so that
+        after a kill only the callbacks that had not finished run again."""
+        slot = self._slot
+        if slot is not None and not self._detached:
+            slot.callback_done(event_id, index, signature)
+
     def snapshot_line(self) -> str:
         """The whole progress as one ``S`` line (written after a fault lost some lines)."""
         position = self.progress.position
@@ -161,6 +171,7 @@ class _Saved:
 
     position: Optional[int] = None
     gaps: Dict[int, float] = field(default_factory=dict)
+    partial: Optional[Partial] = None
 
 
 _Entries = Dict[PluginKey, _Saved]
@@ -558,9 +569,11 @@ class StateStore:
         for _, journal_path in journals:
             self._replay_file(journal_path, entries)
         for slot_path in self._slot_files():
-            for key, position in read_slots(slot_path).items():
+            for key, record in read_slots(slot_path).items():
                 saved = entries.setdefault(key, _Saved())
-                saved.position = _highest(saved.position, position)
+                saved.position = _highest(saved.position, record.position)
+                if record.partial is not None and record.partial.event_id > saved.position:
+                    saved.partial = record.partial
             self._old_slot_files.append(slot_path)
         with self._journal_lock:
             self._close_journal()  # records made before load() stay in their (older) file
@@ -659,6 +672,9 @@ class StateStore:
             key: PluginProgress(
                 position=saved.position,
                 gaps={gap: expiry + offset for gap, expiry in saved.gaps.items()},
+                partial=saved.partial
+                if saved.partial is not None and saved.partial.event_id > saved.position
+                else None,
             )
             for key, saved in entries.items()
             if saved.position is not None

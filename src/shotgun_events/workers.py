@@ -25,6 +25,7 @@ from .plugins import Callback, Plugin
 from .reader import Event, Page, ids_between
 from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import Site, Stopping
+from .slots import Partial
 from .state import PluginProgress, ProgressJournal
 
 log = logging.getLogger("engine.workers")
@@ -454,10 +455,22 @@ class PluginWorker:
         if not callbacks:
             return True
         own_copy = copy_event(event)
-        self.stats.current_event_id = event["id"]
+        event_id = event["id"]
+        self.stats.current_event_id = event_id
+        partial = self._partial_for(event_id)
+        signature = self.plugin.callbacks_signature if len(callbacks) > 1 else 0
         try:
             for callback in callbacks:
+                if partial is not None and partial.finished(callback.index):
+                    self.plugin.logger.info(
+                        "Not running %s on event %d again: it finished before the restart.",
+                        callback.full_name,
+                        event_id,
+                    )
+                    continue
                 outcome = self._run_callback(callback, own_copy, event)
+                if outcome is _DONE and signature:
+                    self.journal.callback_done(event_id, callback.index, signature)
                 if outcome is _INTERRUPTED:
                     if self._stop_requested:
                         raise Stopping()
@@ -470,6 +483,16 @@ class PluginWorker:
         self.stats.delivered += 1
         self.observer.event_delivered(self.plugin.name)
         return True
+
+    def _partial_for(self, event_id: int) -> Optional[Partial]:
+        """What a previous run finished of this event, if it was killed in the middle of it."""
+        partial = self.progress.partial
+        if partial is None or event_id < partial.event_id:
+            return None  # e.g. a late event delivered first: keep it for its own event
+        self.progress.partial = None  # only ever one event after a restart
+        if partial.event_id != event_id or partial.signature != self.plugin.callbacks_signature:
+            return None
+        return partial
 
     def _run_callback(self, callback: Callback, event: Event, original: Event) -> object:
         """Run one callback on one event (with its retries); _DONE, _FAILED or _INTERRUPTED."""
