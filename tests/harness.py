@@ -82,6 +82,8 @@ class Daemon:
         self.config_path = root / "shotgunEventDaemon.conf"
         self.stderr_path = root / "daemon.stderr"
         self.process: Optional[subprocess.Popen] = None
+        #: Extra [plugins] options (isolation, ordering), set before write_config().
+        self.plugin_options: Dict[str, str] = {}
         self.options = {
             "fetch_interval": "0.1",
             "gap_timeout": "3",
@@ -123,6 +125,7 @@ class Daemon:
                 paths: {self.plugin_dir}
                 """
             )
+            + "".join(f"{key}: {value}\n" for key, value in self.plugin_options.items())
         )
 
     def add_plugin(self, name: str, source: str) -> Path:

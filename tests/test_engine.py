@@ -422,3 +422,30 @@ def test_kill_9_between_two_callbacks_of_one_event_reruns_only_the_second(site, 
     assert daemon.seen("pair", "second") == [event_id]
     assert "finished before the restart" in daemon.log()
     daemon.stop()
+
+
+def test_strict_ordering_holds_later_events_until_the_late_one_arrives(site, daemon):
+    daemon.plugin_options["ordering"] = "strict"
+    daemon.write_config()
+    started(daemon, ("strict", recorder_plugin()))
+    before = new_events(site, 2)
+    late = site.reserve_event_id()
+    after = new_events(site, 3)
+    daemon.wait_seen("strict", before)
+    time.sleep(1.0)
+    assert daemon.seen("strict") == before  # held back behind the missing id
+    late.commit(event_type="Shotgun_Task_Change", attribute_name="sg_status_list")
+    daemon.wait_seen("strict", after)
+    assert daemon.seen("strict") == [*before, late.id, *after]  # strictly increasing
+    daemon.stop()
+
+
+def test_strict_ordering_releases_held_events_when_the_gap_times_out(site, daemon):
+    daemon.plugin_options["ordering"] = "strict"
+    daemon.write_config(gap_timeout=1.5)
+    started(daemon, ("strict", recorder_plugin()))
+    site.reserve_event_id()  # never committed
+    after = new_events(site, 3)
+    daemon.wait_seen("strict", after, timeout=20)
+    assert daemon.seen("strict") == after
+    daemon.stop()

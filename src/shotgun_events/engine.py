@@ -203,6 +203,8 @@ class Engine:
             "busy_callback": stats.busy_callback,
             "busy_seconds": busy_for,
             "retries": self.outage_log.snapshot().get(plugin.name),
+            "ordering": "strict" if worker.strict else "eager",
+            "held_back_for": worker.held_back_for,
         }
 
     def _remember_times(self, page: Page) -> None:
@@ -579,6 +581,7 @@ class Engine:
             capacity=self.config.daemon.max_plugin_backlog,
             timing_log=self.timing_log,
             observer=self.observer,
+            strict=folder.ordering == "strict",
         )
         self.workers[key] = worker
         if self._running:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
 from .observe import EngineObserver
+from .ordering import ADVANCE, StrictOrder
 from .plugins import Callback, Plugin
 from .reader import Event, Page, ids_between
 from .retry import OutageLog, RetryInterrupted, call_with_retry
@@ -138,6 +139,7 @@ class PluginWorker:
         capacity: int,
         timing_log: Optional[logging.Logger] = None,
         observer: Optional[EngineObserver] = None,
+        strict: bool = False,
     ) -> None:
         self.plugin = plugin
         self.progress = progress
@@ -156,6 +158,9 @@ class PluginWorker:
         self._reload_requested = False
         self._stop_requested = False
         self._operator_requests: Deque[OperatorRequest] = deque()
+        #: ``ordering = strict``: the reorder buffer (ordering.py); None for eager ordering.
+        self.strict = strict
+        self._strict: Optional[StrictOrder] = None
         #: The event the plugin stopped on (stopOnError), for `skip`; None when it did not.
         self.failed_event_id: Optional[int] = None
         self._site: Optional[Site] = None
@@ -234,6 +239,15 @@ class PluginWorker:
     def queued_events(self) -> int:
         return self._inbox_events
 
+    @property
+    def held_back_for(self) -> Optional[int]:
+        """Strict ordering: the missing id that later events wait for, if any."""
+        order = self._strict
+        try:
+            return order.blocked_on() if order is not None else None
+        except RuntimeError:  # changed by the worker while we looked: ask again later
+            return None
+
     # ------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
@@ -271,6 +285,7 @@ class PluginWorker:
         self._detach()
         loaded = self.plugin.load()
         self.failed_event_id = None
+        self._restart_strict_order()
         self.hub.plugin_reloaded(self)
         if loaded:
             self.plugin.logger.info(
@@ -298,19 +313,28 @@ class PluginWorker:
                 self._cond.wait()
 
     def _work_inbox(self) -> None:
+        message = self._next_message()
+        if message is not None:
+            self._handle(message)
+        elif self._strict is not None and self.mode == ATTACHED:
+            self._drain_strict()  # a quiet second: a held-back event may be due now
+
+    def _next_message(self) -> Optional[Message]:
+        """The next inbox message, or None after a quiet second, an interruption or a detach."""
         with self._cond:
-            while not self._inbox and self._attached and not self._interrupted():
+            if not self._inbox and self._attached and not self._interrupted():
                 self._cond.wait(1.0)
             if self._interrupted():
-                return
+                return None
             if not self._inbox:
-                self.mode = CATCHING_UP  # the engine stopped feeding us: read alone
-                return
+                if not self._attached:
+                    self.mode = CATCHING_UP  # the engine stopped feeding us: read alone
+                return None
             message = self._inbox.popleft()
             if isinstance(message, (Batch, LateEvents)):
                 self._inbox_events -= len(message.events)
                 self._cond.notify_all()  # an engine waiting in offer() may go on
-        self._handle(message)
+            return message
 
     def _interrupted(self) -> bool:
         return self._stop_requested or self._reload_requested or bool(self._operator_requests)
@@ -374,6 +398,8 @@ class PluginWorker:
         inactive or stopped past a gap's deadline still gets an event that arrived meanwhile.
         """
         self._last_recheck = time.monotonic()
+        if self._strict is not None and self._strict.waiting:
+            self._apply_late(site.events_by_id(list(self._strict.waiting)))
         if self.progress.gaps:
             self._apply_late(site.events_by_id(list(self.progress.gaps)))
         now = time.monotonic()
@@ -395,6 +421,10 @@ class PluginWorker:
         self, events: Sequence[Event], through: int, missing: Sequence[int], gap_deadline: float
     ) -> None:
         """Deliver new events in order, recording gaps before the position passes them."""
+        if self._strict is not None:
+            self._strict.add_batch(events, through, missing, gap_deadline)
+            self._drain_strict()
+            return
         for event in events:
             event_id = event["id"]
             position = self.progress.position or 0
@@ -423,6 +453,10 @@ class PluginWorker:
 
     def _apply_late(self, events: Sequence[Event]) -> None:
         """Deliver events that filled our gaps, once each, in id order."""
+        if self._strict is not None:
+            self._strict.add_late(events)
+            self._drain_strict()
+            return
         for event in sorted(events, key=lambda e: e["id"]):
             event_id = event["id"]
             if event_id not in self.progress.gaps:
@@ -436,6 +470,10 @@ class PluginWorker:
                 self.journal.record(closed=[event_id])
 
     def _expire(self, ids: Iterable[int]) -> None:
+        if self._strict is not None:
+            ids = list(ids)
+            self._strict.expire(ids)
+            self._drain_strict()
         closed = [gap for gap in ids if gap in self.progress.gaps]
         if not closed:
             return
@@ -444,6 +482,39 @@ class PluginWorker:
                 self.progress.gaps.pop(gap, None)
             self.journal.record(closed=closed)
         self.plugin.logger.debug("Stopped waiting for event ids %s (gap timeout).", closed)
+
+    def _restart_strict_order(self) -> None:
+        """A new reorder buffer at the position (whatever it held is read again)."""
+        if self.strict:
+            self._strict = StrictOrder(self.progress.position or 0, self.capacity)
+
+    def _drain_strict(self) -> None:
+        """Strict ordering: deliver what is due, in strictly increasing ids (ordering.py)."""
+        order = self._strict
+        assert order is not None
+        if order.forced:
+            self.plugin.logger.warning(
+                "Strict ordering: stopped waiting for event ids %s, %d later events were "
+                "held back and the limit is reached.",
+                order.forced,
+                order.limit,
+            )
+            order.forced = []
+        while True:
+            step = order.next_step(time.monotonic())
+            if step is None:
+                return
+            kind, value = step
+            if kind == ADVANCE:
+                self._advance(value, (), 0.0)
+                continue
+            if self._stop_requested:
+                raise Stopping()
+            if not self._deliver(value):
+                self._advance(value["id"] - 1, (), 0.0)
+                order.reset(self.progress.position or 0)
+                return
+            self._advance(value["id"], (), 0.0)
 
     # ------------------------------------------------------------ delivery
 
@@ -628,6 +699,7 @@ class PluginWorker:
                 self.progress.position = position
             self.journal.record(closed=closed, reset=reset)
         self.failed_event_id = None
+        self._restart_strict_order()
 
     def _describe(self) -> str:
         if not self.plugin.active:

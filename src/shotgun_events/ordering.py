@@ -1,0 +1,99 @@
+"""Strict ordering: a plugin sees strictly increasing event ids, even across late events.
+
+With ``[plugins] ordering = strict`` a plugin's later events are held back while an earlier
+id is missing (its transaction has not committed yet), until that id arrives or its gap
+deadline passes. Eager ordering (the default) delivers later events at once and a late one
+when it comes.
+
+Pure logic, no I/O and no threads: the worker feeds it what the site said and asks what to
+do next. It must never hand out an id lower than one it handed out before, and never hold
+more than ``limit`` events (past that, the oldest wait is given up, loudly).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+
+Event = Dict[str, Any]
+
+#: next_step() answers: deliver this event, or move the position to this id.
+DELIVER = "deliver"
+ADVANCE = "advance"
+
+
+class StrictOrder:
+    """A reorder buffer above a plugin's position."""
+
+    def __init__(self, position: int, limit: int) -> None:
+        self.position = position
+        self.limit = max(1, limit)
+        self.pending: Dict[int, Event] = {}
+        self.waiting: Dict[int, float] = {}
+        self.through = position
+        #: Ids given up on because the buffer was full (for the caller to log).
+        self.forced: list = []
+
+    def add_batch(
+        self, events: Sequence[Event], through: int, missing: Iterable[int], deadline: float
+    ) -> None:
+        """A page from the site: its events, the highest id it settles, the ids it lacked."""
+        for event in events:
+            if event["id"] > self.position:
+                self.pending[event["id"]] = event
+        for gap in missing:
+            if gap > self.position and gap not in self.pending:
+                self.waiting.setdefault(gap, deadline)
+        self.through = max(self.through, through)
+        while len(self.pending) > self.limit and self.waiting:
+            oldest = min(self.waiting)
+            del self.waiting[oldest]
+            self.forced.append(oldest)
+
+    def add_late(self, events: Sequence[Event]) -> None:
+        """Events that filled gaps: the ones this plugin was waiting for join the queue."""
+        for event in events:
+            if self.waiting.pop(event["id"], None) is not None:
+                self.pending[event["id"]] = event
+
+    def expire(self, ids: Iterable[int]) -> None:
+        for gap in ids:
+            self.waiting.pop(gap, None)
+
+    def blocked_on(self) -> Optional[int]:
+        """The missing id that holds events back, if any."""
+        if not self.waiting:
+            return None
+        lowest = min(self.waiting)
+        if self.pending and min(self.pending) < lowest:
+            return None
+        return lowest
+
+    def next_step(self, now: float) -> Optional[Tuple[str, Any]]:
+        """What to do next: (DELIVER, event), (ADVANCE, id), or None (done, or blocked)."""
+        while True:
+            lowest_wait = min(self.waiting) if self.waiting else None
+            lowest_event = min(self.pending) if self.pending else None
+            if lowest_wait is not None and (lowest_event is None or lowest_wait < lowest_event):
+                if self.waiting[lowest_wait] <= now:
+                    del self.waiting[lowest_wait]  # timed out: stop holding back for it
+                    continue
+                if lowest_wait - 1 > self.position:
+                    return self._advance(lowest_wait - 1)
+                return None
+            if lowest_event is not None:
+                event = self.pending.pop(lowest_event)
+                self.position = lowest_event
+                return DELIVER, event
+            if self.through > self.position:
+                return self._advance(self.through)
+            return None
+
+    def _advance(self, position: int) -> Tuple[str, int]:
+        self.position = position
+        return ADVANCE, position
+
+    def reset(self, position: int) -> None:
+        """Forget everything held (after a failure or a reload: it is read again)."""
+        self.position = self.through = position
+        self.pending.clear()
+        self.waiting.clear()
