@@ -449,3 +449,19 @@ def test_strict_ordering_releases_held_events_when_the_gap_times_out(site, daemo
     daemon.wait_seen("strict", after, timeout=20)
     assert daemon.seen("strict") == after
     daemon.stop()
+
+
+def test_a_callback_past_its_deadline_is_reported_once_in_thread_mode(site, daemon):
+    slow = recorder_plugin(body="time.sleep(2.5)").replace(
+        "stopOnError=True)", "stopOnError=True, timeout=0.5)"
+    )
+    assert "timeout=0.5" in slow
+    started(daemon, ("slow", slow), ("fast", recorder_plugin()))
+    ids = new_events(site, 2)
+    daemon.wait_seen("fast", ids)
+    daemon.wait_for(lambda: "past its 0.5 s deadline" in daemon.log(), 10, "the overrun report")
+    daemon.wait_seen("slow", ids, timeout=20)  # thread mode cannot stop it: it finishes
+    log = daemon.log()
+    assert log.count("past its 0.5 s deadline") == 2  # once per overrunning run, not per check
+    assert "ERROR" in log.split("past its 0.5 s deadline")[0].splitlines()[-1]
+    daemon.stop()

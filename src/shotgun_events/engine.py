@@ -78,6 +78,7 @@ class Engine:
         self.gap_timeout = daemon.gap_timeout
         self.fetch_interval = daemon.fetch_interval
         self.recheck_interval = daemon.fetch_interval
+        self.callback_timeout = daemon.callback_timeout
         self.stop_event = threading.Event()
         self.head = 0
         self.environment = environment or PluginEnvironment(
@@ -103,7 +104,7 @@ class Engine:
         self._running = False
         self._last_scan = -SCAN_INTERVAL
         self._saver = threading.Thread(
-            target=self._save_state_loop, name="state-saver", daemon=True
+            target=self._housekeeping_loop, name="housekeeping", daemon=True
         )
         self.gaps: Dict[int, float] = {}
         self._saved: Optional[SavedState] = None
@@ -530,11 +531,20 @@ class Engine:
             self._last_scan = now
             self._scan_plugins(start_position=self.head)
 
-    def _save_state_loop(self) -> None:
-        """Checkpoints on their own thread, so an fsync never holds up the poll."""
+    def _housekeeping_loop(self) -> None:
+        """Checkpoints and callback deadlines, on their own thread: an fsync or a stuck
+        plugin never holds up the poll."""
         pause = min(0.25, self.config.daemon.state_save_interval / 2)
         while not self.stop_event.wait(pause):
             self.state.checkpoint_if_due()
+            self._report_overruns()
+
+    def _report_overruns(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            overrun = worker.overrun(now)
+            if overrun:
+                worker.plugin.logger.error("Plugin %s: %s.", worker.plugin.name, overrun)
 
     def _scan_plugins(self, start_position: int) -> None:
         for folder in self.config.plugins.folders:

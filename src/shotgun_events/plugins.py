@@ -165,6 +165,13 @@ class Registrar:
         unknown = set(options) - KNOWN_CALLBACK_OPTIONS
         if unknown:
             raise TypeError(f"registerCallback got unknown options: {', '.join(sorted(unknown))}")
+        timeout = options.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ValueError(
+                f"registerCallback timeout must be a number of seconds > 0, got {timeout!r}"
+            )
         self._plugin.environment.add_secret(str(sgScriptKey))
         matcher = EventMatcher(matchEvents)
         self._plugin.add_callback(

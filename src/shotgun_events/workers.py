@@ -71,6 +71,7 @@ class WorkerHub(Protocol):
     recheck_interval: float
     stop_event: threading.Event
     outage_log: OutageLog
+    callback_timeout: Optional[float]
 
     def make_site(self) -> Site: ...
 
@@ -95,6 +96,10 @@ class WorkerStats:
     last_event_created_at: Any = None
     busy_since: Optional[float] = None
     busy_callback: Optional[str] = None
+    #: The deadline of the callback running now (callback_timeout), and whether its overrun
+    #: was already reported.
+    busy_timeout: Optional[float] = None
+    overrun_reported: bool = False
     catch_up_reads: int = 0
 
 
@@ -555,6 +560,27 @@ class PluginWorker:
         self.observer.event_delivered(self.plugin.name)
         return True
 
+    def _timeout_for(self, callback: Callback) -> Optional[float]:
+        """The callback's deadline: its own ``timeout=`` keyword, else ``callback_timeout``."""
+        own = callback.options.get("timeout")
+        return float(own) if own else self.hub.callback_timeout
+
+    def overrun(self, now: float) -> Optional[str]:
+        """If the running callback is past its deadline and not reported yet, say so (once).
+
+        Called by the engine's housekeeping thread. In thread mode a callback cannot be
+        stopped from outside: it is reported (log, alert, status, /healthz) and left to end.
+        """
+        stats = self.stats
+        since, timeout, name = stats.busy_since, stats.busy_timeout, stats.busy_callback
+        if since is None or not timeout or stats.overrun_reported or now - since <= timeout:
+            return None
+        stats.overrun_reported = True
+        return (
+            f"callback {name} has been running for {now - since:.0f} s on event "
+            f"{stats.current_event_id}, past its {timeout:g} s deadline; it is stuck or slow"
+        )
+
     def _partial_for(self, event_id: int) -> Optional[Partial]:
         """What a previous run finished of this event, if it was killed in the middle of it."""
         partial = self.progress.partial
@@ -571,6 +597,8 @@ class PluginWorker:
         started_wall = time.time()
         started = time.perf_counter()
         stats.busy_since, stats.busy_callback = time.monotonic(), callback.full_name
+        stats.busy_timeout = self._timeout_for(callback)
+        stats.overrun_reported = False
         error: Optional[BaseException] = None
         try:
             if callback.retry_policy is None:
