@@ -138,22 +138,28 @@ class EngineShotgun(shotgun_api3.Shotgun):
         pattern = self._DATE_TIME_PATTERN
         converted: Dict[str, Any] = {}
 
-        def visit(value: Any) -> Any:
-            if isinstance(value, str):
-                if len(value) != 20 or not pattern.match(value):
-                    return value
-                if value not in converted:
-                    converted[value] = stock(value)
-                return converted[value]
-            if isinstance(value, dict):
-                return {key: visit(item) for key, item in value.items()} if value else value
-            if isinstance(value, list):
-                return [visit(item) for item in value] if value else value
-            if isinstance(value, tuple):
-                return tuple(visit(item) for item in value) if value else value
-            return value
+        def convert(text: str) -> Any:
+            if text not in converted:
+                converted[text] = stock(text)
+            return converted[text]
 
-        return visit(data)
+        def visit(container: Any) -> None:
+            # In place: the response was just decoded and belongs to nobody else yet.
+            items = container.items() if type(container) is dict else enumerate(container)
+            for key, value in items:
+                kind = type(value)
+                if kind is str:
+                    if len(value) == 20 and pattern.match(value):
+                        container[key] = convert(value)
+                elif kind is dict or kind is list:
+                    visit(value)
+                elif kind is tuple:
+                    container[key] = stock(value)
+
+        if isinstance(data, (dict, list)):
+            visit(data)
+            return data
+        return stock(data)
 
 
 class Backoff:
