@@ -7,8 +7,10 @@ daemon in its own process), so the figures include the real client's HTTP and JS
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
+import platform
 import shutil
 import signal
 import statistics
@@ -17,8 +19,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import shotgun_api3
 
@@ -206,3 +209,156 @@ def table(title: str, rows: List[Sequence[object]], header: Sequence[str]) -> st
     out = [f"\n## {title}\n", line, "-+-".join("-" * w for w in widths)]
     out += [" | ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- added for the
+# scenario scripts (slow_plugins, latency, site_load, memory, many_plugins, run_all)
+
+
+@dataclass
+class Figure:
+    """One measured figure of a scenario, with its target and whether it was met."""
+
+    scenario: str
+    measure: str
+    value: str
+    target: str = ""
+    met: Optional[bool] = None
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "MISSED", None: ""}[self.met]
+
+
+def figures_table(title: str, figures: List[Figure]) -> str:
+    rows = [[f.scenario, f.measure, f.value, f.target, f.verdict] for f in figures]
+    return table(title, rows, ["scenario", "measure", "value", "target", "verdict"])
+
+
+def machine() -> str:
+    """CPU model, cores, memory, Python and kernel: the figures mean nothing without them."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f", {int(line.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    return (
+        f"{model}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def recording_plugin(record_file: Path, match_events: object = None, work: str = "pass") -> str:
+    """A plugin whose callback appends ``event_id start end`` (time.time()) to a file.
+
+    One ``os.write`` per event on an O_APPEND descriptor: cheap, and every line is whole
+    even when read while the daemon is still writing.
+    """
+    return textwrap.dedent(
+        f"""
+        import os
+        import time
+
+        RECORDS = os.open({str(record_file)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+        def registerCallbacks(reg):
+            reg.registerCallback({PLUGINS[0]!r}, {PLUGINS[1]!r}, callback, {match_events!r})
+
+        def callback(sg, logger, event, args):
+            started = time.time()
+            {work}
+            os.write(RECORDS, ("%d %.6f %.6f\\n" % (event["id"], started, time.time())).encode())
+        """
+    )
+
+
+Record = Tuple[int, float, float]
+
+
+def read_records(record_file: Path) -> List[Record]:
+    """(event id, callback start, callback end) lines a recording plugin wrote so far."""
+    try:
+        text = record_file.read_text()
+    except OSError:
+        return []
+    records = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            records.append((int(parts[0]), float(parts[1]), float(parts[2])))
+    return records
+
+
+def wait_records(
+    files: Sequence[Path],
+    done: Callable[[List[Record]], bool],
+    timeout: float,
+    daemon: Optional[DaemonProcess] = None,
+) -> Dict[Path, List[Record]]:
+    """Wait until ``done(records)`` holds for every recording file; returns the records."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = {path: read_records(path) for path in files}
+        if all(done(found) for found in records.values()):
+            return records
+        if daemon is not None and daemon.process is not None and daemon.process.poll() is not None:
+            raise RuntimeError(f"daemon exited with {daemon.process.returncode}")
+        if time.monotonic() > deadline:
+            counts = {path.name: len(found) for path, found in records.items()}
+            raise TimeoutError(f"recording plugins not done within {timeout} s: {counts}")
+        time.sleep(0.05)
+
+
+def has_event(event_id: int) -> Callable[[List[Record]], bool]:
+    return lambda records: any(record[0] >= event_id for record in records)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_log(daemon: DaemonProcess) -> str:
+    """The daemon's main log file so far (logPath/logFile)."""
+    try:
+        return (daemon.root / "logs" / "shotgunEventDaemon").read_text()
+    except OSError:
+        return ""
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def insert_mixed(
+    remote: RemoteEmulator,
+    count: int,
+    event_types: Sequence[str],
+    chunk: int = 10,
+    **fields: object,
+) -> Tuple[int, int]:
+    """``count`` events whose types take turns in runs of ``chunk``, as on a busy site.
+
+    ``*_Change`` events get ``attribute_name`` sg_status_list (and its meta); others none.
+    """
+    first = last = 0
+    for index, start in enumerate(range(0, count, chunk)):
+        event_type = event_types[index % len(event_types)]
+        attribute = "sg_status_list" if event_type.endswith("_Change") else None
+        low, last = remote.insert_events(
+            min(chunk, count - start), event_type=event_type, attribute_name=attribute, **fields
+        )
+        first = first or low
+    return first, last
