@@ -121,18 +121,26 @@ class PositionSlots:
         self.path = path
         self._lock = threading.Lock()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        os.fchmod(self._fd, mode)
         self._capacity = 0
         self._used = 0
         #: Every mapping made; older ones stay open because slots handed out still use them
         #: (all map the same file pages, so writes through any of them land in the file).
         self._maps: List[mmap.mmap] = []
-        self._grow(_INITIAL_SLOTS)
+        try:
+            os.fchmod(self._fd, mode)
+            self._grow(_INITIAL_SLOTS)
+        except OSError:
+            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
         self._maps[-1][: len(MAGIC)] = MAGIC
 
     def _grow(self, capacity: int) -> None:
-        os.ftruncate(self._fd, HEADER_SIZE + capacity * SLOT_SIZE)
-        self._maps.append(mmap.mmap(self._fd, HEADER_SIZE + capacity * SLOT_SIZE))
+        """Extend the file with its disk blocks reserved, then map it; OSError when full."""
+        size = HEADER_SIZE + capacity * SLOT_SIZE
+        _reserve(self._fd, size)
+        self._maps.append(mmap.mmap(self._fd, size))
         self._capacity = capacity
 
     def assign(self, key: PluginKey) -> Optional[Slot]:
@@ -163,6 +171,22 @@ class PositionSlots:
         if delete:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Make the file ``size`` bytes long with real blocks behind every byte.
+
+    A sparse file would get its blocks only when a mapped page is first written, and when the
+    disk is full at that moment the kernel kills the whole process with SIGBUS. Reserving them
+    here turns a full disk into an OSError the caller can handle (journal only).
+    """
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is not None:
+        allocate(fd, 0, size)  # glibc writes zeros itself where fallocate is unsupported
+        return
+    current = os.fstat(fd).st_size
+    if size > current:
+        os.pwrite(fd, bytes(size - current), current)
 
 
 def read_slots(path: Path) -> Dict[PluginKey, SlotRecord]:
