@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import pickle
 import subprocess
 import sys
@@ -242,4 +243,81 @@ def test_daemon_restarted_on_a_full_disk_runs_alerts_and_skips_nothing(
         "State storage faults",
         "restart on a full disk",
         f"ran and alerted; nothing skipped; {repeats} repeats after two kills -9",
+    )
+
+
+# --------------------------------------------------------------------------- damaged files at start
+
+DAMAGE = {
+    "empty": lambda data: b"",
+    "truncated": lambda data: data[: len(data) // 2],
+    "random bytes": lambda data: os.urandom(max(64, len(data))),
+}
+UNUSABLE = "is unusable"
+
+
+def run_once(daemon, site, *, end: str) -> List[int]:
+    """Start, deliver a few events, then stop cleanly or kill -9; returns the events."""
+    daemon.start()
+    daemon.wait_started()
+    ids = new_events(site, 20)
+    wait_all_seen(daemon, ids)
+    if end == "kill -9":
+        daemon.kill()
+    else:
+        assert daemon.stop() == 0
+    return ids
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_state_file_after_a_clean_stop_falls_back_to_the_previous_copy(
+    site, durable_daemon, figures, damage
+):
+    daemon = durable_daemon
+    for name in PLUGINS:
+        daemon.add_plugin(name, fsync_recorder_plugin())
+    first = run_once(daemon, site, end="clean stop")
+    second = run_once(daemon, site, end="clean stop")  # leaves a good previous copy
+    daemon.state_file.write_bytes(DAMAGE[damage](daemon.state_file.read_bytes()))
+    while_down = new_events(site, 10)
+    daemon.start()
+    wait_all_seen(daemon, while_down)
+    assert daemon.stop() == 0
+    log = daemon.log().split("Starting in the foreground")[3]
+    assert f"The state file {daemon.state_file} {UNUSABLE}" in log  # said loudly, at ERROR
+    assert "ERROR - Positions come from the previous copy" in log
+    assert list(daemon.state_file.parent.glob("events.id.damaged-*")), "the bad file was kept"
+    repeats = assert_nothing_skipped(daemon, first + second + while_down)
+    figures.add(
+        "Damaged state file at start",
+        f"{damage}, after a clean stop",
+        f"started; previous copy used; nothing skipped; {repeats} events delivered again",
+    )
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_state_and_previous_copy_after_a_kill_resume_from_the_journal(
+    site, durable_daemon, figures, damage
+):
+    daemon = durable_daemon
+    daemon.write_config(state_save_interval=0.2)
+    for name in PLUGINS:
+        daemon.add_plugin(name, fsync_recorder_plugin())
+    before = run_once(daemon, site, end="kill -9")
+    for path in (daemon.state_file, daemon.state_file.with_name("events.id.prev")):
+        if path.exists():
+            path.write_bytes(DAMAGE[damage](path.read_bytes()))
+    while_down = new_events(site, 10)
+    daemon.start()
+    wait_all_seen(daemon, while_down)
+    assert daemon.stop() == 0
+    log = daemon.log().split("Starting in the foreground")[2]
+    assert f"The state file {daemon.state_file} {UNUSABLE}" in log
+    assert "positions come from the journal only" in log
+    repeats = assert_nothing_skipped(daemon, before + while_down)
+    assert repeats <= len(PLUGINS)  # one kill: at most the events in hand
+    figures.add(
+        "Damaged state file at start",
+        f"{damage}, state and previous copy, after a kill -9",
+        f"started; journal used; nothing skipped; {repeats} events delivered again",
     )
