@@ -3,7 +3,9 @@
 No engine logic lives here. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
 config (with a message naming the file, section and option, never a traceback); ``start``,
 ``stop``, ``restart``, ``reload`` and ``status`` follow the LSB init-script codes (status: 0
-running, 1 dead with a pid file, 3 not running, 4 unknown, a bad config included).
+running, 1 dead with a pid file, 3 not running, 4 unknown, a bad config included). The
+recovery commands ``retry``, ``skip`` and ``reset`` exit 0 when done, 1 when refused, 3 when
+the daemon is not running, 4 without permission to reach it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="is the daemon running, and how its plugins are")
     _add_config_option(status)
     status.add_argument("--json", action="store_true", help="print the status file as JSON")
+    _add_recovery_parsers(commands)
     _add_replay_parser(commands)
 
     demo = commands.add_parser(
@@ -68,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _add_recovery_parsers(commands: Any) -> None:
+    """retry, skip, reset: sent to the running daemon (see control.py, docs/service.md)."""
+    for name, text in (
+        ("retry", "run a plugin stopped by an error again, from the failed event"),
+        ("skip", "move a stopped plugin past the event it failed on, then run it again"),
+        ("reset", "move a plugin's position: events after ID (or only new ones) come next"),
+    ):
+        command = commands.add_parser(name, help=text)
+        _add_config_option(command)
+        command.add_argument("plugin", metavar="PLUGIN", help="plugin name, or FOLDER/NAME")
+        if name == "reset":
+            target = command.add_mutually_exclusive_group(required=True)
+            target.add_argument(
+                "--to", type=_event_id, metavar="ID", help="deliver the events after ID again"
+            )
+            target.add_argument(
+                "--to-latest", action="store_true", help="skip to the site's newest event"
+            )
 
 
 def _add_replay_parser(commands: Any) -> None:
@@ -152,6 +175,16 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         return service.reload_daemon(config)
     if args.command == "status":
         return service.show_status(config, as_json=args.json)
+    if args.command in ("retry", "skip", "reset"):
+        from .control import run_recovery_command
+
+        return run_recovery_command(
+            config,
+            args.command,
+            args.plugin,
+            to=getattr(args, "to", None),
+            latest=getattr(args, "to_latest", False),
+        )
     if args.command == "replay":
         from .replay import run_replay
 

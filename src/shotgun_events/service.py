@@ -1,9 +1,9 @@
 """Running the engine as a process, and controlling it from another one.
 
 ``foreground`` and ``start`` turn a validated Config into a running Engine (with its log
-files, error emails, metrics endpoint, status file and signal handling) and back into an exit
-code; ``stop``, ``restart``, ``reload`` and ``status`` act on the daemon of a config from
-another process, through its pid file.
+files, error emails, metrics endpoint, status file, control socket and signal handling) and
+back into an exit code; ``stop``, ``restart``, ``reload`` and ``status`` act on the daemon of
+a config from another process, through its pid file.
 
 Two locks keep two daemons apart: an exclusive ``flock`` on the pid file and one on
 ``<eventIdFile>.lock``, both held for the whole run. The kernel drops a flock when its process
@@ -45,6 +45,7 @@ from .observe import EngineObserver
 from .status import format_report, read_status_file, write_status_file
 
 if TYPE_CHECKING:  # the control commands (stop, status) never import the engine
+    from .control import ControlServer
     from .engine import Engine
     from .metrics import MetricsServer, PrometheusObserver
 
@@ -385,6 +386,7 @@ class DaemonRun:
         self.engine: Optional[Engine] = None
         self.alerts: Optional[logging.Handler] = None
         self.metrics: Optional[MetricsServer] = None
+        self.control: Optional[ControlServer] = None
         self.housekeeper: Optional[Housekeeper] = None
 
     def prepare(self) -> None:
@@ -396,6 +398,8 @@ class DaemonRun:
             log.warning("%s", warning)
         observer = self._metrics_observer()
         self.engine = build_engine(self.config, self.logs, observer)
+        # First of the threads: its socket is made under a brief umask of 077.
+        self.control = self._start_control(self.engine)
         self.alerts = self._attach_alerts(self.engine)
         if observer is not None:
             self.metrics = self._start_metrics(self.engine, observer)
@@ -430,6 +434,17 @@ class DaemonRun:
                 f"([daemon] metrics_host, metrics_port): {error.strerror or error}"
             ) from None
 
+    def _start_control(self, engine: Engine) -> ControlServer:
+        """The socket of the recovery commands (retry, skip, reset): see control.py."""
+        from .control import ControlError, ControlServer, control_socket_path
+
+        path = control_socket_path(self.config)
+        try:
+            return ControlServer(engine, path).start()
+        except (ControlError, OSError) as error:
+            problem = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise ServiceError(f"cannot open the control socket {path}: {problem}") from None
+
     def _attach_alerts(self, engine: Engine) -> Optional[logging.Handler]:
         if not self.config.emails.enabled:
             return None
@@ -459,6 +474,8 @@ class DaemonRun:
     def close(self) -> None:
         """Undo prepare() in reverse; the locks go last, so `stop` waits for all of it."""
         try:
+            if self.control is not None:
+                self.control.stop()
             if self.housekeeper is not None:
                 self.housekeeper.finish()
             if self.metrics is not None:
