@@ -248,7 +248,11 @@ class Engine:
             return False, "reset needs --to ID or --to-latest"
         request = OperatorRequest(action=action, user=user, position=position)
         log.warning(
-            "Operator %s: %s %s%s.", user, action, plugin, f" to {position}" if position else ""
+            "Operator %s: %s %s%s.",
+            user,
+            action,
+            plugin,
+            "" if position is None else f" to {position}",
         )
         worker.submit(request)
         if not request.done.wait(wait):
