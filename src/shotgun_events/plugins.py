@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -158,8 +159,13 @@ class Registrar:
         Extra keyword options (``retry``, ``timeout``) are this daemon's additions; classic
         plugins never pass them and get the classic behaviour.
         """
+        # The key is a secret before anything can fail: the traceback of a refused
+        # registration shows the plugin's source line, and that line holds the key.
+        if sgScriptKey:
+            self._plugin.environment.add_secret(str(sgScriptKey))
         if not callable(callback):
             raise TypeError(f"callback {callback!r} is not callable")
+        _check_callback_signature(callback)
         if not sgScriptName or not sgScriptKey:
             raise ValueError("registerCallback needs a script name and a script key")
         unknown = set(options) - KNOWN_CALLBACK_OPTIONS
@@ -172,7 +178,6 @@ class Registrar:
             raise ValueError(
                 f"registerCallback timeout must be a number of seconds > 0, got {timeout!r}"
             )
-        self._plugin.environment.add_secret(str(sgScriptKey))
         matcher = EventMatcher(matchEvents)
         self._plugin.add_callback(
             Callback(
@@ -305,6 +310,26 @@ class Plugin:
         """Stop running this plugin until its file changes (or an operator retries it)."""
         self.active = False
         self.inactive_reason = reason
+
+
+def _check_callback_signature(callback: Callable[..., Any]) -> None:
+    """Refuse, at registration, a callback that cannot take ``(sg, logger, event, args)``.
+
+    Otherwise it would fail on every event: with stopOnError=False the plugin would move past
+    every event it was meant to handle, with one error per event instead of one at load.
+    Callables whose signature Python cannot tell (some built-ins) are let through.
+    """
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None, None, None)
+    except TypeError as error:
+        raise TypeError(
+            f"callback {_callback_name(callback)}{signature} cannot be called as "
+            f"callback(sg, logger, event, args): {error}"
+        ) from None
 
 
 def _callback_name(function: Callable[..., Any]) -> str:
