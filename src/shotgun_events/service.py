@@ -115,7 +115,14 @@ class ProcessLock:
         Retries for ``timeout`` seconds, so that a ``status`` probing the lock at that
         instant does not make a start fail. Raises LockHeld or ServiceError.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            folder = self.path.parent
+            reason = "it is a file" if folder.is_file() else error.strerror or str(error)
+            raise ServiceError(
+                f"cannot create the folder {folder} of the {self.what} {self.path}: {reason}"
+            ) from None
         deadline = time.monotonic() + self.timeout
         while True:
             fd = self._open()
@@ -209,7 +216,7 @@ def probe_lock(path: Path) -> LockProbe:
     """Look at a lock file without keeping it; raises PermissionError if it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the file cannot exist there: no daemon
         return LockProbe(False, False, None)
     try:
         held = not _try_flock(fd, fcntl.LOCK_SH)
