@@ -14,7 +14,7 @@ from reliability_support import FIGURES, Figures, MailBox, make_daemon, secret_h
 _scan_totals = {"tests": 0, "files": 0, "hits": 0}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def figures() -> Figures:
     """Where a test puts what it measured (printed in the session summary)."""
     return FIGURES
