@@ -5,7 +5,7 @@ own, started with ``spawn`` (a fresh interpreter, never a fork of the threaded d
 daemon keeps a ``ProcessPlugin`` per file: it looks like a ``plugins.Plugin`` to the worker
 thread (workers.py) and the engine, but its callbacks are ``ProcessCallback`` stand-ins that
 send the event over a pipe and wait for the answer. Log records made in the worker process
-come back over the same pipe and go through the daemon's own handlers, so per-plugin log
+come back over a second pipe and go through the daemon's own handlers, so per-plugin log
 files, the terminal, secret masking and error emails work as in thread mode.
 
 A worker process that crashes, runs past its callback's deadline or grows too big is
@@ -24,7 +24,6 @@ import logging
 import multiprocessing
 import multiprocessing.util  # registers its exit hook now, so that ours (_stop_all) runs first
 import os
-import queue
 import signal
 import socket
 import threading
@@ -35,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, NoReturn, Optional, Tuple
 
 from .config import RetryPolicy
 from .matching import EventMatcher
@@ -63,13 +62,9 @@ _KILL_BOUND = 5.0
 #: pipe is shut from this side (a process the plugin forked may still hold the other end).
 _DRAIN_BOUND = 1.0
 
-# Kinds of message a worker process sends.
+# Kinds of message a worker process sends on its log pipe.
 _LOG = "log"
 _SECRET = "secret"
-_REPLY = "reply"
-
-#: Put in a worker's reply queue when its process is gone: no reply will ever come.
-_GONE = object()
 
 
 # --------------------------------------------------------------------------- errors
@@ -297,14 +292,14 @@ class ProcessPlugin(Plugin):
         process.stop(self._stop_grace)
         if isinstance(reply, LoadReport):
             return reply  # the worker process logged the traceback
-        reason = f"failed to load: its worker process {process.exit_description()} while loading it"
+        ended = process.exit_description()
         self.logger.error(
             "Could not load plugin %s: its worker process %s while loading it; it stays "
             "inactive until its file changes.",
             self.path,
-            process.exit_description(),
+            ended,
         )
-        return LoadReport(False, reason)
+        return LoadReport(False, f"failed to load: its worker process {ended} while loading it")
 
     def _mark_inactive(self, reason: str) -> None:
         self.callbacks = []
@@ -498,26 +493,33 @@ _RUNNING: weakref.WeakSet = weakref.WeakSet()
 
 
 class _WorkerProcess:
-    """One worker process, and the two threads that listen to it.
+    """One worker process, its two pipes, and the two threads that listen to it.
 
-    The reader thread receives what the process sends: log records (handled by the daemon's
-    loggers), secrets (for masking) and replies (for the waiting caller). The watcher thread
-    waits for the process to end and reaps it, so that a death is noticed even when a
-    process the plugin forked keeps the pipe open.
+    Calls go down the call pipe and their replies come back on it, read by the caller
+    itself: no thread hand-off on the hot path. Log records and secrets come on the log
+    pipe, read by the reader thread, which hands them to the daemon's loggers. Each reply
+    says how many log messages the process had sent by then, and the caller waits until
+    the reader has handled that many, so a callback's log lines always come before its
+    outcome. The watcher thread waits for the process to end and reaps it, so that a death
+    is noticed even when a process the plugin forked keeps the pipes open.
     """
 
     def __init__(self, plugin: ProcessPlugin, settings: ChildSettings) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe(duplex=True)
+        self._log_conn, child_log_conn = context.Pipe(duplex=True)
         self._add_secret = plugin.environment.add_secret
-        self._replies: queue.SimpleQueue = queue.SimpleQueue()
-        self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()  # one call at a time reads the call pipe
+        self._send_lock = threading.Lock()  # a stop request may come beside a call
+        self._close_lock = threading.Lock()  # a pipe is never shut after it was closed
+        self._handled = threading.Condition()
+        self._logs_handled = 0
         self._drained = threading.Event()
         #: True once the daemon stopped it on purpose (a death is then no surprise).
         self.stopping = False
         self.process = context.Process(
             target=_worker_main,
-            args=(child_conn, plugin.folder, str(plugin.path), settings),
+            args=(child_conn, child_log_conn, plugin.folder, str(plugin.path), settings),
             name=f"plugin-{plugin.name}",
         )
         try:
@@ -525,10 +527,11 @@ class _WorkerProcess:
                 self.process.start()
         finally:
             child_conn.close()
+            child_log_conn.close()
         self.pid: int = self.process.pid  # type: ignore[assignment]
         _RUNNING.add(self)
         threading.Thread(
-            target=self._read, name=f"plugin-{plugin.name}-reader", daemon=True
+            target=self._read_logs, name=f"plugin-{plugin.name}-logs", daemon=True
         ).start()
         self._watcher = threading.Thread(
             target=self._watch, name=f"plugin-{plugin.name}-watcher", daemon=True
@@ -538,23 +541,38 @@ class _WorkerProcess:
     # ------------------------------------------------------------ calls
 
     def call(self, request: Tuple[int, Dict[str, Any]], timeout: Optional[float]) -> CallReply:
-        try:
-            with self._send_lock:
-                self._conn.send(request)
-        except (OSError, ValueError):
-            pass  # it is gone; the reader's end-of-pipe notice is in the queue or coming
-        return self.wait_reply(timeout)  # type: ignore[return-value]
+        """Send one callback call and wait for its reply (see wait_reply)."""
+        with self._call_lock:
+            try:
+                with self._send_lock:
+                    self._conn.send(request)
+            except (OSError, ValueError):
+                self._gone()
+            return self._reply(timeout)  # type: ignore[no-any-return]
 
     def wait_reply(self, timeout: Optional[float]) -> Any:
         """The next reply; _Overran after ``timeout`` seconds, _Gone when the process is."""
+        with self._call_lock:
+            return self._reply(timeout)
+
+    def _reply(self, timeout: Optional[float]) -> Any:
         try:
-            reply = self._replies.get(timeout=timeout)
-        except queue.Empty:
-            raise _Overran() from None
-        if reply is _GONE:
-            self._replies.put(_GONE)  # for anyone who asks again
-            raise _Gone()
+            if timeout is not None and not self._conn.poll(timeout):
+                raise _Overran()
+            logs_sent, reply = self._conn.recv()
+        except (EOFError, OSError, ValueError):
+            self._gone()
+        if logs_sent > self._logs_handled:
+            with self._handled:
+                self._handled.wait_for(
+                    lambda: self._logs_handled >= logs_sent or self._drained.is_set()
+                )
         return reply
+
+    def _gone(self) -> NoReturn:
+        """The process is gone: let its last log lines through, then say so."""
+        self._drained.wait(_DRAIN_BOUND * 2)
+        raise _Gone()
 
     def exit_description(self) -> str:
         """How the process ended, in words ("was killed by signal SIGSEGV")."""
@@ -572,6 +590,8 @@ class _WorkerProcess:
             self._watcher.join(grace)
         if self._watcher.is_alive():
             self.kill()
+        with self._call_lock, self._close_lock:  # a call in progress ended with the process
+            self._conn.close()
         _RUNNING.discard(self)
 
     def kill(self) -> None:
@@ -582,8 +602,8 @@ class _WorkerProcess:
 
     # ------------------------------------------------------------ threads
 
-    def _read(self) -> None:
-        conn = self._conn
+    def _read_logs(self) -> None:
+        conn = self._log_conn
         try:
             while True:
                 try:
@@ -592,27 +612,34 @@ class _WorkerProcess:
                     return
                 except Exception:  # one bad message must not deafen us
                     logging.getLogger("engine.workers").exception(
-                        "Could not read a message from worker process %s", self.pid
+                        "Could not read a log message from worker process %s", self.pid
                     )
-                    continue
+                    kind, payload = None, None
                 if kind == _LOG:
                     _emit(payload)
                 elif kind == _SECRET:
                     self._add_secret(payload)
-                else:
-                    self._replies.put(payload)
+                with self._handled:
+                    self._logs_handled += 1
+                    self._handled.notify_all()
         finally:
-            self._drained.set()
-            self._replies.put(_GONE)
+            with self._close_lock:
+                self._drained.set()
+                conn.close()
+            with self._handled:
+                self._handled.notify_all()
 
     def _watch(self) -> None:
         self.process.join()
-        if not self._drained.wait(_DRAIN_BOUND):
-            _shut(self._conn)  # a forked grandchild keeps the pipe open: stop listening
-            self._drained.wait(_DRAIN_BOUND)
-        with contextlib.suppress(OSError), self._send_lock:
-            self._conn.close()
         _RUNNING.discard(self)
+        if self._drained.wait(_DRAIN_BOUND):
+            return
+        with self._close_lock:
+            if not self._drained.is_set():
+                # A process the plugin forked holds the pipes open: stop listening to them.
+                _shut(self._log_conn)
+                if not self._conn.closed:
+                    _shut(self._conn)
 
 
 def _emit(fields: Dict[str, Any]) -> None:
@@ -688,15 +715,18 @@ def _stop_all() -> None:
 
 
 class _Sender:
-    """The worker process's end of the pipe, shared by its threads (plugins log from any)."""
+    """The worker process's end of the log pipe, shared by its threads (plugins log from
+    any); counts what it sent, so that each reply can say how many log messages precede it."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self.sent = 0
 
     def send(self, message: Tuple[str, Any]) -> None:
         with self._lock:
             self._conn.send(message)
+            self.sent += 1
 
 
 class _ForwardLogs(logging.Handler):
@@ -732,17 +762,17 @@ def _portable(record: logging.LogRecord) -> Dict[str, Any]:
 
 
 def _worker_main(
-    conn: Connection, folder: str, path: str, settings: ChildSettings
+    conn: Connection, log_conn: Connection, folder: str, path: str, settings: ChildSettings
 ) -> None:  # pragma: no cover - runs in the worker process (covered by the tests there)
     """The worker process: load the plugin, report, then run callbacks until told to stop."""
     _ignore_interrupts()
-    sender = _Sender(conn)
+    sender = _Sender(log_conn)
     _forward_logs(sender, settings.log_level)
     plugin = Plugin(
         folder, Path(path), settings.environment(lambda key: sender.send((_SECRET, key)))
     )
     loaded = plugin.load()
-    sender.send((_REPLY, _load_report(plugin)))
+    conn.send((sender.sent, _load_report(plugin)))
     if loaded:
         _serve(conn, sender, plugin)
 
@@ -792,7 +822,8 @@ def _serve(conn: Connection, sender: _Sender, plugin: Plugin) -> None:
         if request is None:
             return
         index, event = request
-        sender.send((_REPLY, _run(callbacks[index], event)))
+        reply = _run(callbacks[index], event)
+        conn.send((sender.sent, reply))
 
 
 def _run(callback: Any, event: Dict[str, Any]) -> CallReply:
