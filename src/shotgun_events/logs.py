@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -62,12 +63,31 @@ class RedactingFormatter(logging.Formatter):
         return self._redactor(super().format(record))
 
 
+#: Log files are readable by the daemon's user and group (operators), never by others.
+LOG_FILE_MODE = 0o640
+
+
 class PrivateRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
-    """Midnight rotation whose files are created readable by owner and group only."""
+    """Midnight rotation whose files are readable by owner and group only.
+
+    Files created here get that mode; a file left by another program (the classic daemon
+    wrote its logs under umask 022, readable by everyone) loses its group-write and other
+    bits when it is opened.
+    """
 
     def _open(self):  # type: ignore[no-untyped-def]
-        if not os.path.exists(self.baseFilename):
-            descriptor = os.open(self.baseFilename, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o640)
+        descriptor = os.open(
+            self.baseFilename, os.O_CREAT | os.O_WRONLY | os.O_APPEND, LOG_FILE_MODE
+        )
+        try:
+            info = os.fstat(descriptor)
+            mode = info.st_mode & 0o777
+            # Regular files only: a logFile of /dev/stdout or /dev/null is not ours to change.
+            if stat.S_ISREG(info.st_mode) and mode & ~LOG_FILE_MODE:
+                os.fchmod(descriptor, mode & LOG_FILE_MODE)
+        except OSError:
+            pass  # a file of another user: it stays as it is, and logging goes on
+        finally:
             os.close(descriptor)
         return super()._open()
 

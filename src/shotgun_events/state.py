@@ -512,7 +512,12 @@ class StateStore:
         _remove_quietly(staging)
         try:
             os.link(self.path, staging)
+            # A file the classic daemon wrote under umask 022 is readable by everyone; it
+            # is private from now on (the link shares the inode: the state file is about to
+            # be replaced anyway).
+            os.chmod(staging, PRIVATE_MODE)
         except OSError:  # a file system without hard links: copy instead
+            _remove_quietly(staging)
             _copy_private(self.path, staging)
         os.replace(staging, self.prev_path)
 
@@ -564,6 +569,8 @@ class StateStore:
         Never raises for bad content: damaged files are moved aside with an ERROR log.
         """
         self._remove_stale_temp_files()
+        for path in (self.path, self.prev_path):
+            _make_private(path)
         entries, default_position, source = self._load_base()
         journals = self._journal_files()
         for _, journal_path in journals:
@@ -898,6 +905,17 @@ def _highest(first: Optional[int], second: Optional[int]) -> Optional[int]:
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other permissions off a state file another program left open to them
+    (the classic daemon wrote it under the umask, usually readable by everyone)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & ~PRIVATE_MODE:
+            os.chmod(path, mode & PRIVATE_MODE)
+    except OSError:
+        pass  # missing, or not ours to change: loading says what matters about it
 
 
 def _copy_private(source: Path, target: Path) -> None:
