@@ -55,16 +55,36 @@ def fsync_recorder_plugin(
     ) + textwrap.indent(textwrap.dedent(body) + f"\nrecord({name}, {tag!r}, event)\n", "    ")
 
 
+#: Logged once signal handlers are set: from then on SIGTERM stops the daemon cleanly.
+STARTED = "Starting in the foreground"
+
+
 class SuiteDaemon(Daemon):
     """The harness's daemon, with extra config sections (``[emails]``) after its own."""
 
     extra_sections = ""
+    #: More plugin folders, after the harness's own (``[plugins] paths``).
+    extra_plugin_dirs: List[Path] = []
 
     def write_config(self, **changes) -> None:
         super().write_config(**changes)
+        text = self.config_path.read_text()
+        if self.extra_plugin_dirs:
+            more = ", ".join(str(folder) for folder in self.extra_plugin_dirs)
+            text = text.replace(f"paths: {self.plugin_dir}", f"paths: {self.plugin_dir}, {more}")
         if self.extra_sections:
-            with open(self.config_path, "a") as handle:
-                handle.write("\n" + textwrap.dedent(self.extra_sections))
+            text += "\n" + textwrap.dedent(self.extra_sections)
+        self.config_path.write_text(text)
+
+    def start(self) -> SuiteDaemon:
+        self._starts_before = self.log().count(STARTED)
+        super().start()
+        return self
+
+    def wait_started(self, timeout: float = 20) -> None:
+        """Wait for this run's start (the harness's check also matches an earlier run's)."""
+        self.wait_for(lambda: self.log().count(STARTED) > self._starts_before, timeout, "start")
+        self.wait_for(self.state_file.exists, timeout, "the first checkpoint")
 
     def send_emails_to(self, port: int) -> None:
         """Mail every ERROR to a local SMTP server, logging in, no rate limit."""
