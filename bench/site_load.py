@@ -116,7 +116,7 @@ def load_figures(events: int, idle: float) -> List[Figure]:
             figures.append(
                 Figure(
                     SCENARIO,
-                    f"bare client, {len(fields)} fields ({label}): bytes per event",
+                    f"bare client, {len(fields)} fields ({label}): bytes per event, site to client",
                     f"{bare_client_bytes(site, first, fields):,.0f}",
                 )
             )
@@ -132,8 +132,8 @@ def load_figures(events: int, idle: float) -> List[Figure]:
             figures += [
                 Figure(
                     SCENARIO,
-                    f"busy, {label}: bytes sent per event",
-                    f"{busy['bytes_sent'] / events:,.0f}",
+                    f"busy, {label}: bytes per event, site to daemon / daemon to site",
+                    f"{busy['bytes_sent'] / events:,.0f} / {busy['bytes_received'] / events:,.1f}",
                 ),
                 Figure(
                     SCENARIO,
