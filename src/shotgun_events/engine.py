@@ -20,11 +20,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from .config import Config, PluginFolderSettings
 from .observe import EngineObserver
 from .plugins import FolderScan, Plugin, PluginEnvironment, scan_folder
+from .process_worker import ProcessPlugin
 from .reader import Page
 from .retry import OutageLog
 from .site import OutageMonitor, Site, Stopping
@@ -205,6 +207,9 @@ class Engine:
             "busy_seconds": busy_for,
             "retries": self.outage_log.snapshot().get(plugin.name),
             "ordering": "strict" if worker.strict else "eager",
+            "isolation": "process" if isinstance(plugin, ProcessPlugin) else "thread",
+            "worker_pid": getattr(plugin, "pid", None),
+            "worker_restarts": getattr(plugin, "restarts", None),
             "held_back_for": worker.held_back_for,
         }
 
@@ -358,6 +363,9 @@ class Engine:
         deadline = time.monotonic() + self.config.daemon.stop_timeout
         for worker in self.workers.values():
             if not worker.join(max(0.0, deadline - time.monotonic())):
+                close = getattr(worker.plugin, "close", None)
+                if close is not None:  # a worker process stuck in a callback: kill it
+                    close()
                 log.warning(
                     "Plugin %s did not finish event %s within %.0f s; it will get that event "
                     "again at the next start.",
@@ -574,7 +582,7 @@ class Engine:
                 self._remove_plugin(worker, scan.refused.get(key[1]))
 
     def _add_plugin(self, folder: PluginFolderSettings, path, start_position: int) -> None:
-        plugin = Plugin(folder.path, path, self.environment)
+        plugin = self._make_plugin(folder, path)
         key = plugin.key
         progress = self.progress.get(key)
         if progress is None:
@@ -601,6 +609,20 @@ class Engine:
         if self._running:
             log.info("New plugin %s starts after event %s.", path, progress.position)
             worker.start()
+
+    def _make_plugin(self, folder: PluginFolderSettings, path: Path) -> Plugin:
+        """The plugin object for a file: run in this process, or in its own (isolation)."""
+        if folder.isolation != "process":
+            return Plugin(folder.path, path, self.environment)
+        daemon = self.config.daemon
+        return ProcessPlugin(
+            folder.path,
+            path,
+            self.environment,
+            restart_limit=daemon.worker_restart_limit,
+            restart_window=daemon.worker_restart_window,
+            max_memory_mb=daemon.max_worker_memory_mb,
+        )
 
     def _remove_plugin(self, worker: PluginWorker, refused: Optional[str]) -> None:
         if refused:

@@ -119,8 +119,12 @@ class Callback:
             self._sg = sg
         return self._sg
 
-    def __call__(self, event: Dict[str, Any]) -> None:
-        """Run the callback on one event, exactly as the classic daemon did."""
+    def __call__(self, event: Dict[str, Any], timeout: Optional[float] = None) -> None:
+        """Run the callback on one event, exactly as the classic daemon did.
+
+        ``timeout`` is for process isolation; in this process a callback cannot be stopped
+        from outside, so its overrun is only reported (see workers.PluginWorker.overrun).
+        """
         sg = self.sg
         if self.plugin.environment.use_session_uuid:
             sg.set_session_uuid(event.get("session_uuid"))

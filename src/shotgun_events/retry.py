@@ -199,6 +199,9 @@ def _verdict(error: BaseException) -> Optional[bool]:
     """True (transient), False (not), or None (no opinion: look at what caused it)."""
     if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: never retried
         return False
+    judged = getattr(error, "transient", None)
+    if isinstance(judged, bool):  # RemoteCallbackError: judged in the plugin's own process
+        return judged
     if isinstance(error, xmlrpc.client.ProtocolError):  # the client's HTTP status errors
         return error.errcode in _TRANSIENT_HTTP
     if isinstance(error, urllib.error.HTTPError):

@@ -23,6 +23,7 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequenc
 from .observe import EngineObserver
 from .ordering import ADVANCE, StrictOrder
 from .plugins import Callback, Plugin
+from .process_worker import PluginDisabled, WorkerDied
 from .reader import Event, Page, ids_between
 from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import Site, Stopping
@@ -123,6 +124,7 @@ class OperatorRequest:
 _DONE = "done"
 _FAILED = "failed"
 _INTERRUPTED = "interrupted"  # a stop or a reload came while waiting to retry
+_DISABLED = "disabled"  # process isolation: the worker process died too often
 
 ATTACHED = "attached"
 CATCHING_UP = "catching up"
@@ -278,6 +280,9 @@ class PluginWorker:
             self._detach()
             if self._site is not None:
                 self._site.close()
+            close = getattr(self.plugin, "close", None)
+            if close is not None:  # process isolation: no worker process outlives us
+                close()
 
     def _reload(self) -> None:
         """(Re)load the plugin, then read from its own position with the new callbacks.
@@ -527,6 +532,7 @@ class PluginWorker:
         """Run every callback that wants this event; False when the plugin must stop."""
         if not self.plugin.active:
             return False
+        self._recycle_if_due()
         callbacks = self.plugin.callbacks_for(event)
         if not callbacks:
             return True
@@ -551,6 +557,11 @@ class PluginWorker:
                     if self._stop_requested:
                         raise Stopping()
                     return False  # a reload: the event is read again with the new code
+                if outcome is _DISABLED:  # its worker process kept dying (already logged)
+                    self.failed_event_id = event_id
+                    self.mode = INACTIVE
+                    self._detach()
+                    return False
                 if outcome is _FAILED and callback.stop_on_error:
                     self._stop_plugin(callback, event)
                     return False
@@ -581,6 +592,13 @@ class PluginWorker:
             f"{stats.current_event_id}, past its {timeout:g} s deadline; it is stuck or slow"
         )
 
+    def _recycle_if_due(self) -> None:
+        """Process isolation: replace a worker process grown past max_worker_memory_mb,
+        between events (a read of /proc: small next to the cost of a call to the process)."""
+        recycle = getattr(self.plugin, "recycle_if_over_memory", None)
+        if recycle is not None:
+            recycle()
+
     def _partial_for(self, event_id: int) -> Optional[Partial]:
         """What a previous run finished of this event, if it was killed in the middle of it."""
         partial = self.progress.partial
@@ -600,16 +618,30 @@ class PluginWorker:
         stats.busy_timeout = self._timeout_for(callback)
         stats.overrun_reported = False
         error: Optional[BaseException] = None
-        try:
-            if callback.retry_policy is None:
-                callback(event)
-            else:
-                self._call_with_retries(callback, event, original)
-        except RetryInterrupted:
-            stats.busy_since, stats.busy_callback = None, None
-            return _INTERRUPTED
-        except BaseException as raised:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
-            error = raised
+        while True:
+            try:
+                if callback.retry_policy is None:
+                    callback(event, timeout=stats.busy_timeout)
+                else:
+                    self._call_with_retries(callback, event, original)
+            except WorkerDied as died:
+                if self._stop_requested:
+                    raise Stopping() from None
+                self.plugin.logger.warning(
+                    "%s; running %s on event %s again.",
+                    str(died).rstrip("."),
+                    callback.full_name,
+                    original.get("id"),
+                )
+                continue
+            except (RetryInterrupted, PluginDisabled):
+                stats.busy_since, stats.busy_callback = None, None
+                if self._stop_requested:
+                    raise Stopping() from None
+                return _INTERRUPTED if self.plugin.active else _DISABLED
+            except BaseException as raised:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
+                error = raised
+            break
         duration = time.perf_counter() - started
         stats.busy_since, stats.busy_callback = None, None
         stats.callback_runs += 1
@@ -638,7 +670,7 @@ class PluginWorker:
         tries = iter([event])
 
         def call() -> None:
-            callback(next(tries, None) or copy_event(original))
+            callback(next(tries, None) or copy_event(original), timeout=self.stats.busy_timeout)
 
         call_with_retry(
             call,
