@@ -62,6 +62,7 @@ STARTED = "Starting in the foreground"
 class SuiteDaemon(Daemon):
     """The harness's daemon, with extra config sections (``[emails]``) after its own."""
 
+    #: Sections written after the harness's own, as they are (no indentation).
     extra_sections = ""
     #: More plugin folders, after the harness's own (``[plugins] paths``).
     extra_plugin_dirs: List[Path] = []
@@ -73,7 +74,7 @@ class SuiteDaemon(Daemon):
             more = ", ".join(str(folder) for folder in self.extra_plugin_dirs)
             text = text.replace(f"paths: {self.plugin_dir}", f"paths: {self.plugin_dir}, {more}")
         if self.extra_sections:
-            text += "\n" + textwrap.dedent(self.extra_sections)
+            text += "\n" + self.extra_sections
         self.config_path.write_text(text)
 
     def start(self) -> SuiteDaemon:
@@ -88,7 +89,8 @@ class SuiteDaemon(Daemon):
 
     def send_emails_to(self, port: int) -> None:
         """Mail every ERROR to a local SMTP server, logging in, no rate limit."""
-        self.extra_sections = f"""
+        self.extra_sections += textwrap.dedent(
+            f"""
             [emails]
             server: 127.0.0.1
             port: {port}
@@ -98,6 +100,7 @@ class SuiteDaemon(Daemon):
             to: pipeline@studio.example
             rate_limit_window: 0
             """
+        )
         self.write_config()
 
     def count_in_log(self, needle: str) -> int:
