@@ -21,7 +21,7 @@ import stat
 import textwrap
 import urllib.request
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import pytest
 from reliability_support import (
@@ -99,10 +99,19 @@ def test_secrets_never_reach_logs_emails_tracebacks_or_the_status_file(
     figures.add("Security", "outputs checked in the secrets test", f"{scanned} files")
 
 
-def private_files(daemon) -> List[Path]:
-    """Every file the daemon keeps: state (and its copies, journals, slots), status, logs."""
-    state = [p for p in daemon.state_file.parent.iterdir() if p.is_file() or p.is_socket()]
-    return state + [p for p in daemon.log_dir.iterdir() if p.is_file()]
+def private_file_modes(daemon) -> Dict[str, int]:
+    """The mode of every file the daemon keeps: state (and its copies, journals, slots),
+    status, control socket, logs. A file deleted while looking (an old journal) is skipped."""
+    modes = {}
+    for folder in (daemon.state_file.parent, daemon.log_dir):
+        for path in folder.iterdir():
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+                modes[path.name] = stat.S_IMODE(info.st_mode)
+    return modes
 
 
 def test_state_status_and_log_files_are_not_world_readable(site, durable_daemon, figures):
@@ -123,18 +132,18 @@ def test_state_status_and_log_files_are_not_world_readable(site, durable_daemon,
     finally:
         os.umask(old_umask)
     daemon.wait_for(lambda: "Loaded plugin" in daemon.log(), 20, "the plugin and its log file")
-    started = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private_files(daemon)}
+    started = private_file_modes(daemon)
     events = list(range(*site.insert_events(5)))
     daemon.wait_seen("alpha", events)
     status_file = daemon.state_file.with_name("events.id.status.json")
     daemon.wait_for(status_file.exists, 10, "the status file")
-    running = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private_files(daemon)}
+    running = private_file_modes(daemon)
     daemon.kill()  # what a crash leaves: journals and position slots too
     daemon.start()
     daemon.wait_started()
-    crashed = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private_files(daemon)}
+    crashed = private_file_modes(daemon)
     assert daemon.stop() == 0
-    stopped = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private_files(daemon)}
+    stopped = private_file_modes(daemon)
 
     readable = {
         f"{name} ({when})": oct(mode)
