@@ -633,8 +633,27 @@ def _read_text(path: Path) -> Tuple[str, Optional[str]]:
         return data.decode("latin-1"), warning
 
 
+#: A section header with leading space: INI reads it as one more line of the option above.
+_INDENTED_HEADER = re.compile(r"^[ \t]+\[[^\]]+\][ \t]*$")
+
+
+def _refuse_indented_headers(path: Path, text: str) -> None:
+    """An indented ``[section]`` line (a block pasted with its indentation) would silently
+    turn the whole section into more lines of the option above it: its options would be
+    lost, and its secrets read as, say, plugin folder names and shown in messages."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _INDENTED_HEADER.match(line):
+            raise ConfigError(
+                f"the section header {line.strip()} is indented, so it would be read as part "
+                "of the option above it; remove the spaces before it",
+                path=path,
+                line=number,
+            )
+
+
 def _parse(path: Path, text: str) -> configparser.ConfigParser:
     """The INI structure, raw (no interpolation: references are expanded later, here)."""
+    _refuse_indented_headers(path, text)
     parser = configparser.ConfigParser(
         interpolation=None, default_section=_NO_DEFAULT_SECTION, strict=True
     )
