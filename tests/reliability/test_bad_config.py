@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -264,4 +265,23 @@ def test_path_that_cannot_be_made_fails_the_start_with_a_clear_message(
     a_file.write_text("not a folder\n")
     config = write_config(tmp_path, ("daemon", option, value.format(file=a_file)))
     assert_clear_refusal(run(command, config), str(a_file), says, code=1)
+    tally["cases"] += 1
+
+
+def test_indented_section_header_exits_2_instead_of_leaking_its_options(tmp_path, tally):
+    """A pasted block keeps its indentation: INI would read "  [emails]" and the lines after
+    it as more plugin folders, so the SMTP password would become a folder name shown in
+    error messages (it is no secret to the daemon then: [emails] never existed)."""
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text()
+        + textwrap.indent(
+            f"[emails]\nserver: 127.0.0.1\nusername: mailer\npassword: {SMTP_PASSWORD}\n",
+            "    ",
+        )
+    )
+    lines = config.read_text().splitlines()
+    header = next(n for n, line in enumerate(lines, start=1) if "[emails]" in line)
+    output = assert_clear_refusal(run("foreground", config), str(config), f"line {header}:")
+    assert "[emails]" in output and "indented" in output
     tally["cases"] += 1
