@@ -1,11 +1,12 @@
 """Every benchmark scenario, one after the other, printed as one table (`make bench`).
 
 Scenarios 2 to 6 are imported and run in this process (each starts its own emulator and
-daemon processes); scenario 1 (bench/catch_up.py), the state-store costs (bench_state.py)
-and the emulator's own speed (bench_emulator.py) run as their own scripts and their printed
-tables are read back. Progress goes to stderr as each scenario finishes; the table, with
-the machine it ran on, goes to stdout. About 9 minutes on 2 cores; ``--quick`` is a smoke
-run of a minute or two whose figures mean little. This script never changes the engine.
+daemon processes); scenario 1 (bench/catch_up.py), the state-store costs (bench_state.py),
+the emulator's own speed (bench_emulator.py) and the cost of process isolation
+(process_overhead.py) run as their own scripts and their printed tables are read back.
+Progress goes to stderr as each scenario finishes; the table, with the machine it ran on,
+goes to stdout. About 9 minutes on 2 cores; ``--quick`` is a smoke run of a minute or two
+whose figures mean little. This script never changes the engine.
 
 Run: .venv/bin/python bench/run_all.py [--quick] [--only 2,3] [--skip emulator]
 """
@@ -94,6 +95,24 @@ def emulator_speed(quick: bool) -> List[Figure]:
     return figures
 
 
+def process_workers(quick: bool) -> List[Figure]:
+    """bench/process_overhead.py: a callback in a worker process against thread mode."""
+    figures = []
+    for line in run_script("process_overhead.py", []).splitlines():
+        call = re.match(r"(\w+)\s+(direct|thread|process)\s+[0-9,]+\s+([0-9.]+)$", line.strip())
+        start = re.match(r"starting a worker process.*: (.+)$", line.strip())
+        if call:
+            name, mode, micros = call.groups()
+            figures.append(
+                Figure("process workers", f"{name} callback, {mode}", f"{micros} us/call")
+            )
+        elif start:
+            figures.append(
+                Figure("process workers", "start a worker process, load the plugin", start.group(1))
+            )
+    return figures
+
+
 SCENARIOS: List[Tuple[str, Callable[[bool], List[Figure]]]] = [
     ("1", catch_up),
     ("2", slow_plugins.measure),
@@ -103,6 +122,7 @@ SCENARIOS: List[Tuple[str, Callable[[bool], List[Figure]]]] = [
     ("6", many_plugins.measure),
     ("state", state_store),
     ("emulator", emulator_speed),
+    ("process", process_workers),
 ]
 
 
@@ -110,7 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke runs")
     parser.add_argument(
-        "--only", default="", help="comma-separated scenario keys: 1..6,state,emulator"
+        "--only", default="", help="comma-separated scenario keys: 1..6,state,emulator,process"
     )
     parser.add_argument("--skip", default="", help="comma-separated scenario keys to leave out")
     args = parser.parse_args()
@@ -129,7 +149,7 @@ def main() -> int:
     minutes = (time.monotonic() - started) / 60
     print(f"Machine: {machine()}")
     print(
-        f"Command: make bench (bench/run_all.py{' --quick' if args.quick else ''}), "
+        f"Command: {' '.join(['bench/run_all.py', *sys.argv[1:]])}, "
         f"{minutes:.1f} min, {time.strftime('%Y-%m-%d %H:%M')}"
     )
     print(figures_table("Benchmarks", figures))
