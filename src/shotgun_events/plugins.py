@@ -197,6 +197,9 @@ class Registrar:
         )
 
 
+#: Distinct (event type, attribute) answers a plugin remembers before starting afresh.
+MATCH_CACHE_SIZE = 10_000
+
 #: Keyword options of registerCallback beyond the classic ones.
 KNOWN_CALLBACK_OPTIONS = frozenset({"retry", "timeout"})
 
@@ -216,7 +219,7 @@ class Plugin:
     signature: Optional[FileSignature] = field(default=None, init=False)
     active: bool = field(default=False, init=False)
     inactive_reason: Optional[str] = field(default="not loaded yet", init=False)
-    _by_type: Dict[Optional[str], Tuple[Callback, ...]] = field(
+    _matching: Dict[Tuple[Any, Any], Tuple[Callback, ...]] = field(
         default_factory=dict, init=False, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -243,7 +246,7 @@ class Plugin:
     def add_callback(self, callback: Callback) -> None:
         callback.index = len(self.callbacks)
         self.callbacks.append(callback)
-        self._by_type.clear()
+        self._matching.clear()
 
     @property
     def callbacks_signature(self) -> int:
@@ -253,19 +256,19 @@ class Plugin:
     def callbacks_for(self, event: Mapping[str, Any]) -> Tuple[Callback, ...]:
         """The callbacks that want this event, in registration order.
 
-        Indexed by event type, so the cost per event does not grow with the number of
-        callbacks that want other types.
+        Remembered per (event type, attribute name), so the cost per event does not grow
+        with the number of callbacks a plugin registers.
         """
-        event_type = event.get("event_type")
-        candidates = self._by_type.get(event_type)
-        if candidates is None:
-            candidates = tuple(
-                cb
-                for cb in self.callbacks
-                if cb.matcher.event_types is None or event_type in cb.matcher.event_types
-            )
-            self._by_type[event_type] = candidates
-        return tuple(cb for cb in candidates if cb.matcher.matches(event))
+        key = (event.get("event_type"), event.get("attribute_name"))
+        found = self._matching.get(key)
+        if found is None:
+            # Matchers read only these two fields, so the answer is the same for every event
+            # with them; a site has a bounded number of (type, attribute) pairs.
+            if len(self._matching) >= MATCH_CACHE_SIZE:
+                self._matching.clear()
+            found = tuple(cb for cb in self.callbacks if cb.matcher.matches(event))
+            self._matching[key] = found
+        return found
 
     def load(self) -> bool:
         """(Re)load the module and its callbacks; on failure the plugin stays inactive.
@@ -276,7 +279,7 @@ class Plugin:
         with self._lock:
             self.signature = file_signature(self.path)
             self.callbacks = []
-            self._by_type = {}
+            self._matching = {}
             self.emails = True
             self.logger.setLevel(self.environment.log_level)
             self.environment.on_plugin_logger(self.name, self.logger)
@@ -297,7 +300,7 @@ class Plugin:
 
     def _fail_load(self, error: BaseException) -> None:
         self.callbacks = []
-        self._by_type = {}
+        self._matching = {}
         self.active = False
         if isinstance(error, PluginLoadError):
             detail = str(error)

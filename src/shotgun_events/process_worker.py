@@ -258,7 +258,7 @@ class ProcessPlugin(Plugin):
             self._stop_process()
             self.signature = file_signature(self.path)
             self.callbacks = []
-            self._by_type = {}
+            self._matching = {}
             self.emails = True
             self.logger.setLevel(self.environment.log_level)
             self.environment.on_plugin_logger(self.name, self.logger)
@@ -303,7 +303,7 @@ class ProcessPlugin(Plugin):
 
     def _mark_inactive(self, reason: str) -> None:
         self.callbacks = []
-        self._by_type = {}
+        self._matching = {}
         self.active = False
         self.inactive_reason = reason
 
