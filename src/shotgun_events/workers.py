@@ -655,10 +655,13 @@ class PluginWorker:
         stats.errors += 1
         stats.last_error = f"{type(error).__name__}: {error}"
         callback.logger.error(
-            "Callback %s failed on event %s (%s).",
+            "Callback %s failed on event %s (%s)%s.",
             callback.full_name,
             original["id"],
             original.get("event_type"),
+            f"; plugin {self.plugin.name} stops here (stopOnError)"
+            if callback.stop_on_error
+            else "",
             exc_info=(type(error), error, error.__traceback__),
         )
         return _FAILED
@@ -719,7 +722,8 @@ class PluginWorker:
             "it resumes from that event when its file changes"
         )
         self.plugin.deactivate(reason)
-        self.plugin.logger.error("Plugin %s %s.", self.plugin.name, reason)
+        # A warning: the callback's error (one alert) already said the plugin stops.
+        self.plugin.logger.warning("Plugin %s %s.", self.plugin.name, reason)
         self.failed_event_id = event.get("id")
         self.mode = INACTIVE
         self._detach()

@@ -215,12 +215,6 @@ def load_with_callback(folder: Path, callback: str) -> bool:
     return plugin.load()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: one callback error with stopOnError=True is reported twice, as two "
-    "ERROR records (workers.py _run_callback 'Callback X failed on event N' with the "
-    "traceback, then _stop_plugin 'Plugin X stopped on an error ...'), so two alert emails",
-)
 def test_a_failing_callback_is_reported_once_with_one_email(site, durable_daemon, mailbox):
     daemon = durable_daemon
     daemon.send_emails_to(mailbox.port)
