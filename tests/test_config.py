@@ -959,3 +959,18 @@ def test_example_config_documents_every_option_in_its_section():
 
     for known_section, options in config_module._OPTIONS.items():
         assert set(options) <= documented.get(known_section, set()), known_section
+
+
+@pytest.mark.parametrize("option", ["eventIdFile", "pidFile", "status_file"])
+def test_a_daemon_file_that_is_a_folder_is_refused(tmp_path, option):
+    folder = tmp_path / "already_a_folder"
+    folder.mkdir()
+    path = tmp_path / "daemon.conf"
+    path.write_text(
+        f"[daemon]\n{option}: {folder}\n[shotgun]\nserver: https://x.example.com\n"
+        "name: daemon\nkey: abcdefgh12345\n[plugins]\npaths: plugins\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert "[daemon]" in message and option in message and "is a folder" in message

@@ -570,6 +570,20 @@ def _path_under(folder: Path) -> Callable[[str], Path]:
     return parse
 
 
+def _file_under(folder: Path) -> Callable[[str], Path]:
+    """A file the daemon writes (state, pid, status): a path under ``folder`` that is not a
+    folder already (the daemon would otherwise take the folder for a damaged file)."""
+    as_path = _path_under(folder)
+
+    def parse(text: str) -> Path:
+        path = as_path(text)
+        if path.is_dir():
+            raise _BadValueError(f"is a folder ({path}); name a file in it instead")
+        return path
+
+    return parse
+
+
 _RETRY_FIELDS: Dict[str, Callable[[str], Any]] = {
     "attempts": int,
     "first_delay": float,
@@ -868,9 +882,10 @@ def _known_keys(section: str) -> Tuple[str, ...]:
 def _daemon_settings(r: _Reader) -> DaemonSettings:
     s = "daemon"
     path = _path_under(r.folder)
-    event_id_file = r.get(s, "eventIdFile", path, r.folder / "shotgunEventDaemon.id")
+    file = _file_under(r.folder)
+    event_id_file = r.get(s, "eventIdFile", file, r.folder / "shotgunEventDaemon.id")
     return DaemonSettings(
-        pid_file=r.get(s, "pidFile", path, r.folder / "shotgunEventDaemon.pid"),
+        pid_file=r.get(s, "pidFile", file, r.folder / "shotgunEventDaemon.pid"),
         event_id_file=event_id_file,
         log_mode=r.get(s, "logMode", _log_mode, 1),
         log_path=r.get(s, "logPath", path, r.folder),
@@ -885,7 +900,7 @@ def _daemon_settings(r: _Reader) -> DaemonSettings:
         state_save_interval=r.get(s, "state_save_interval", _seconds(), 1.0),
         site_timeout=r.get(s, "site_timeout", _seconds(), 60.0),
         stop_timeout=r.get(s, "stop_timeout", _seconds(), 30.0),
-        status_file=r.get(s, "status_file", path, Path(f"{event_id_file}.status.json")),
+        status_file=r.get(s, "status_file", file, Path(f"{event_id_file}.status.json")),
         status_interval=r.get(s, "status_interval", _seconds(), 5.0),
         metrics_port=r.get(s, "metrics_port", _whole(0, 65535), 0),
         metrics_host=r.get(s, "metrics_host", str, "127.0.0.1"),

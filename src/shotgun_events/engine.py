@@ -625,8 +625,8 @@ class Engine:
         )
 
     def _remove_plugin(self, worker: PluginWorker, refused: Optional[str]) -> None:
-        if refused:
-            log.error("Plugin %s is no longer loaded: %s.", worker.plugin.path, refused)
+        if refused:  # the refusal itself was just reported as an error
+            log.info("Plugin %s is no longer loaded (refused, see above).", worker.plugin.path)
         else:
             log.info(
                 "Plugin file %s was removed; its position is kept in case it comes back.",

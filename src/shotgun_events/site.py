@@ -131,6 +131,10 @@ class EngineShotgun(shotgun_api3.Shotgun):
     Plugins get the unmodified client.
     """
 
+    #: The stock client retries 502/504 itself, sleeping in between; the engine's own loop
+    #: retries every failure with backoff and counts it towards the outage report.
+    MAX_ATTEMPTS = 1
+
     def _transform_inbound(self, data: T) -> T:
         if not self.config.convert_datetimes_to_utc:
             return super()._transform_inbound(data)
