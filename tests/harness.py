@@ -91,6 +91,7 @@ class Daemon:
             "conn_retry_sleep": "0.5",
             "stop_timeout": "10",
             "logMode": "1",
+            "logging": "10",
         }
         self.options.update({k: str(v) for k, v in daemon_options.items()})
         self.write_config()
@@ -108,7 +109,6 @@ class Daemon:
                 eventIdFile: {self.state_file}
                 logPath: {self.log_dir}
                 logFile: shotgunEventDaemon
-                logging: 10
                 """
             )
             + daemon

@@ -1,0 +1,79 @@
+"""Where log lines go: logMode 0 and 1, the timing log, rotation, secret masking."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+
+from harness import PLUGIN_SCRIPT, recorder_plugin
+from shotgun_events.logs import LogSetup, Redactor
+from test_engine import new_events, started
+
+
+def test_log_mode_0_puts_everything_in_the_main_file(site, daemon):
+    daemon.write_config(logMode=0)
+    started(daemon, ("alpha", recorder_plugin(body="logger.info('alpha saw %s', event['id'])")))
+    ids = new_events(site, 2)
+    daemon.wait_seen("alpha", ids)
+    daemon.stop()
+    main = (daemon.log_dir / "shotgunEventDaemon").read_text()
+    assert f"alpha saw {ids[-1]}" in main and "The site's newest event" in main
+    assert not (daemon.log_dir / "plugin.alpha").exists()
+
+
+def test_log_mode_1_gives_each_plugin_its_own_file(site, daemon):
+    started(daemon, ("alpha", recorder_plugin(body="logger.info('alpha saw %s', event['id'])")))
+    ids = new_events(site, 2)
+    daemon.wait_seen("alpha", ids)
+    daemon.stop()
+    assert f"alpha saw {ids[-1]}" in (daemon.log_dir / "plugin.alpha").read_text()
+    assert "alpha saw" not in (daemon.log_dir / "shotgunEventDaemon").read_text()
+
+
+def test_timing_log_has_one_line_per_callback_run_whatever_the_level(site, daemon):
+    daemon.write_config(timing_log="on", logging=40)  # ERROR: the timing log is independent
+    failing = recorder_plugin(
+        body="if event['attribute_name'] == 'bad': raise ValueError('x')", stop_on_error=False
+    )
+    daemon.add_plugin("alpha", recorder_plugin())
+    daemon.add_plugin("beta", failing)
+    daemon.start()  # at level ERROR the start is not logged: wait for the first checkpoint
+    daemon.wait_for(lambda: daemon.state_file.exists(), 20, "the first checkpoint")
+    ids = new_events(site, 3)
+    bad = new_events(site, 1, attribute_name="bad")
+    daemon.wait_seen("alpha", ids + bad)
+    daemon.wait_seen("beta", ids)
+    daemon.stop()
+    lines = (daemon.log_dir / "shotgunEventDaemon.timing").read_text().splitlines()
+    pattern = re.compile(
+        r"event=(\d+) callback=(\w+\.\w+) start=\S+ duration=[\d.]+ delay=[-\d.]+ error=(\S+)$"
+    )
+    runs = [pattern.search(line).groups() for line in lines]
+    assert sorted((int(e), c) for e, c, _ in runs) == sorted(
+        [(i, "alpha.callback") for i in ids + bad] + [(i, "beta.callback") for i in ids + bad]
+    )
+    assert (str(bad[0]), "beta.callback", "ValueError") in runs
+
+
+def test_log_files_rotate_at_midnight_keeping_ten(tmp_path):
+    setup = LogSetup(
+        log_mode=1, log_folder=tmp_path, log_file="main", level=20, timing=True, foreground=False
+    )
+    setup.install()
+    try:
+        setup.plugin_logger("alpha", logging.getLogger("plugin.alpha"))
+        handlers = [
+            h for h in setup._handlers if isinstance(h, logging.handlers.BaseRotatingHandler)
+        ]
+        assert len(handlers) == 3  # main, timing, plugin.alpha
+        assert all((h.when, h.backupCount) == ("MIDNIGHT", 10) for h in handlers)
+    finally:
+        setup.close()
+        logging.getLogger("plugin.alpha").handlers.clear()
+
+
+def test_secrets_are_masked_in_every_line_tracebacks_included():
+    redactor = Redactor([PLUGIN_SCRIPT[1], "abc"])  # too short to mask: ordinary words stay
+    text = f"key={PLUGIN_SCRIPT[1]} in Traceback: ...{PLUGIN_SCRIPT[1]}... abc"
+    assert redactor(text) == "key=******** in Traceback: ...********... abc"
