@@ -5,8 +5,11 @@ A real daemon process, the real client in the plugins, and the emulator's fault 
 
 from __future__ import annotations
 
+import re
+import socket
 import textwrap
 import time
+import urllib.request
 
 from harness import PLUGIN_SCRIPT, recorder_plugin
 from test_engine import new_events, started
@@ -134,4 +137,29 @@ def test_classic_plugins_are_not_retried_unless_the_config_says_so(site, daemon)
     started(daemon, ("flaky", flaky_plugin(fail_for=0.5, error=MAINTENANCE, retry="None")))
     ids = new_events(site, 2)
     daemon.wait_seen("flaky", ids, timeout=30)  # the config's default policy retried it
+    daemon.stop()
+
+
+def test_retries_are_shown_by_status_and_counted_in_metrics(site, daemon):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon.write_config(metrics_port=port, status_interval=0.2)
+    started(daemon, ("flaky", flaky_plugin(fail_for=1.5, error=MAINTENANCE, retry="True")))
+    ids = new_events(site, 1)
+    daemon.wait_seen("flaky", ids, timeout=30)
+
+    def retries_line():
+        report = daemon.command("status").stdout
+        return [line for line in report.splitlines() if "site errors:" in line]
+
+    daemon.wait_for(lambda: retries_line(), 10, "the status report")
+    assert re.search(r"site errors: [1-9]\d* retries, 0 given up", retries_line()[0])
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    found = re.search(
+        rb'shotgun_events_plugin_retries_total\{folder="[^"]*",plugin="flaky"\} (\S+)', metrics
+    ) or re.search(
+        rb'shotgun_events_plugin_retries_total\{plugin="flaky",folder="[^"]*"\} (\S+)', metrics
+    )
+    assert found and float(found.group(1)) >= 1
     daemon.stop()

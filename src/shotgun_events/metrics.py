@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .observe import EngineObserver
@@ -282,6 +282,21 @@ class _StatusCollector:
         for plugin in plugins:
             state.add_metric([*_plugin_labels(plugin), str(plugin.get("state"))], 1)
         yield state
+        yield from self._retry_counters(plugins, labels)
+
+    def _retry_counters(self, plugins: List[Dict[str, Any]], labels: List[str]) -> Iterator[Metric]:
+        """Transient site errors retried for plugins (retry.OutageLog's counts)."""
+        counters = {
+            "retries": ("plugin_retries", "Callback runs retried after a transient site error."),
+            "give_ups": ("plugin_retry_give_ups", "Events whose retries were given up."),
+            "waited_seconds": ("plugin_retry_wait_seconds", "Seconds spent waiting to retry."),
+        }
+        for key, (name, documentation) in counters.items():
+            family = CounterMetricFamily(PREFIX + name, documentation, labels=labels)
+            for plugin in plugins:
+                retries = plugin.get("retries") or {}
+                family.add_metric(_plugin_labels(plugin), float(retries.get(key, 0)))
+            yield family
 
 
 def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:

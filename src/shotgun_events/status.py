@@ -180,7 +180,31 @@ def _plugin_lines(plugins: List[Mapping[str, Any]]) -> List[str]:
             lines.append(f"{indent}busy: {plugin['busy_callback']} for {busy_for}")
         if plugin.get("last_error"):
             lines.append(f"{indent}last error: {_one_line(plugin['last_error'])}")
+        retries = plugin.get("retries")
+        if retries:
+            lines.append(f"{indent}{_retry_line(retries)}")
+        if plugin.get("held_back_for") is not None:
+            lines.append(f"{indent}strict ordering: waiting for event {plugin['held_back_for']}")
+        if plugin.get("isolation") == "process":
+            lines.append(
+                f"{indent}worker process {plugin.get('worker_pid') or '(not running)'}, "
+                f"{plugin.get('worker_restarts') or 0} restarts"
+            )
     return lines
+
+
+def _retry_line(retries: Mapping[str, Any]) -> str:
+    """Transient site errors retried for a plugin (retry.OutageLog's figures)."""
+    now = (
+        f"RETRYING for {_seconds(retries.get('outage_seconds'))}; "
+        if retries.get("in_outage")
+        else ""
+    )
+    return (
+        f"site errors: {now}{retries.get('retries', 0)} retries, "
+        f"{retries.get('give_ups', 0)} given up, {_seconds(retries.get('waited_seconds'))} "
+        f"waiting in {retries.get('outages', 0)} outages"
+    )
 
 
 def _plugin_line(plugin: Mapping[str, Any], width: int) -> str:
