@@ -397,14 +397,16 @@ class PluginWorker:
             )
             if page.jumped:
                 self._log_jump(page)
-            if not page.events:
-                # Nothing newer on the site than our position, yet the engine's head is ahead
-                # of it (a plugin that started ahead, or an empty read): ask to join.
+            if (self.progress.position or 0) <= position:
+                # No progress: nothing newer on the site (the head is ahead of a plugin that
+                # started ahead of the site), or strict ordering waits for a missing id. Ask
+                # to join; else wait a poll interval and ask the site for the missing ids.
                 if self._ask_to_attach():
                     self.mode = ATTACHED
                     return
                 if self.hub.stop_event.wait(self.hub.recheck_interval):
                     raise Stopping()
+                self._recheck_gaps(site)
 
     def _ask_to_attach(self) -> bool:
         with self._cond:
