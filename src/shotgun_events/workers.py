@@ -233,6 +233,8 @@ class PluginWorker:
             if accepted:
                 for message in fill:
                     self._inbox.append(message)
+                    if isinstance(message, (Batch, LateEvents)):
+                        self._inbox_events += len(message.events)
                 self._attached = True
             self._attach_answer = accepted
             self._cond.notify_all()
