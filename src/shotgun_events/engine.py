@@ -425,6 +425,8 @@ class Engine:
         if self.workers.get(worker.plugin.key) is not worker or self.stop_event.is_set():
             worker.answer_attach(False)
             return False
+        if not worker.awaiting_attach:
+            return False  # it stopped asking (a reload or a command came): it will ask again
         position = worker.progress.position or 0
         fill: List[Message] = []
         if position < self.head:
@@ -434,8 +436,9 @@ class Engine:
             fill = self._read_fill(worker, position)
         for gap, deadline in list(worker.progress.gaps.items()):
             self.gaps[gap] = max(deadline, self.gaps.get(gap, 0.0))
+        if not worker.answer_attach(True, fill):
+            return False
         self._attached.add(worker)
-        worker.answer_attach(True, fill)
         return True
 
     def _read_fill(self, worker: PluginWorker, position: int) -> List[Message]:

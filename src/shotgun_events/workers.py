@@ -162,6 +162,7 @@ class PluginWorker:
         self._inbox_events = 0
         self._attached = False
         self._attach_answer: Optional[bool] = None
+        self._awaiting_attach = False
         self._reload_requested = False
         self._stop_requested = False
         self._operator_requests: Deque[OperatorRequest] = deque()
@@ -227,9 +228,20 @@ class PluginWorker:
         else:
             self._inbox.append(step)
 
-    def answer_attach(self, accepted: bool, fill: Iterable[Message] = ()) -> None:
-        """The engine's answer to ``request_attach``; ``fill`` closes the distance to its head."""
+    @property
+    def awaiting_attach(self) -> bool:
+        return self._awaiting_attach
+
+    def answer_attach(self, accepted: bool, fill: Iterable[Message] = ()) -> bool:
+        """The engine's answer to ``request_attach``; ``fill`` closes the distance to its head.
+
+        False when the worker no longer waits for it (a reload or an operator's command
+        came meanwhile; it asks again later): an attach it did not wait for could route
+        events by callbacks that are being replaced.
+        """
         with self._cond:
+            if not self._awaiting_attach:
+                return False
             if accepted:
                 for message in fill:
                     self._inbox.append(message)
@@ -237,7 +249,9 @@ class PluginWorker:
                         self._inbox_events += len(message.events)
                 self._attached = True
             self._attach_answer = accepted
+            self._awaiting_attach = False
             self._cond.notify_all()
+            return accepted
 
     def request_reload(self) -> None:
         with self._cond:
@@ -413,10 +427,12 @@ class PluginWorker:
     def _ask_to_attach(self) -> bool:
         with self._cond:
             self._attach_answer = None
+            self._awaiting_attach = True
         self.hub.request_attach(self)
         with self._cond:
             while self._attach_answer is None and not self._interrupted():
                 self._cond.wait(1.0)
+            self._awaiting_attach = False
             return bool(self._attach_answer)
 
     def _own_site(self) -> Site:
