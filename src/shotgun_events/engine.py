@@ -501,11 +501,13 @@ class Engine:
         if not worker.offer(message, wait):
             self._attached.discard(worker)
             self._rebuild_routes()
-            log.info(
-                "Plugin %s is %d events behind; it reads the site on its own until it catches up.",
-                worker.plugin.name,
-                worker.queued_events,
-            )
+            if worker.queued_events:  # else it left by itself (a reload or a stop)
+                log.info(
+                    "Plugin %s is %d events behind; it reads the site on its own until it "
+                    "catches up.",
+                    worker.plugin.name,
+                    worker.queued_events,
+                )
 
     def _recheck_gaps_if_due(self) -> None:
         """Ask for open gaps, at most once per fetch interval: no busy loop on a gap."""
