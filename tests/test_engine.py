@@ -465,3 +465,23 @@ def test_a_callback_past_its_deadline_is_reported_once_in_thread_mode(site, daem
     assert log.count("past its 0.5 s deadline") == 2  # once per overrunning run, not per check
     assert "ERROR" in log.split("past its 0.5 s deadline")[0].splitlines()[-1]
     daemon.stop()
+
+
+def test_a_missing_plugin_folder_is_reported_once_and_used_when_it_appears(site, daemon):
+    spare = daemon.root / "later"
+    daemon.plugin_dir.rename(daemon.root / "parked")
+    daemon.start()
+    daemon.wait_started()
+    daemon.wait_for(lambda: "cannot read plugin folder" in daemon.log(), 20, "the report")
+    time.sleep(0.5)  # several polls: still one report
+    assert daemon.log().count("cannot read plugin folder") == 1
+    spare.mkdir()
+    (spare / "_recorder.py").write_text((daemon.root / "parked" / "_recorder.py").read_text())
+    (spare / "alpha.py").write_text(recorder_plugin())
+    spare.rename(daemon.plugin_dir)
+    daemon.wait_for(lambda: "readable again" in daemon.log(), 20, "the recovery")
+    daemon.wait_for(lambda: "alpha.py (1 callbacks)" in daemon.log(), 20, "alpha to load")
+    ids = new_events(site, 2)
+    daemon.wait_seen("alpha", ids)
+    assert daemon.alive()
+    daemon.stop()
