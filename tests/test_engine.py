@@ -485,3 +485,26 @@ def test_a_missing_plugin_folder_is_reported_once_and_used_when_it_appears(site,
     daemon.wait_seen("alpha", ids)
     assert daemon.alive()
     daemon.stop()
+
+
+@pytest.mark.parametrize("saved_as", ["classic pickle", "one integer"])
+def test_a_stop_during_a_site_outage_at_start_keeps_the_saved_positions(site, daemon, saved_as):
+    daemon.add_plugin("alpha", recorder_plugin())
+    ids = new_events(site, 5)
+    if saved_as == "one integer":
+        daemon.state_file.write_text(f"{ids[2]}\n")
+    else:
+        daemon.state_file.write_bytes(
+            pickle.dumps({str(daemon.plugin_dir): {"alpha": (ids[2], {})}}, 2)
+        )
+    before = daemon.state_file.read_bytes()
+    site.faults.maintenance(60)  # the site is down while the daemon starts, then it is stopped
+    daemon.start()
+    daemon.wait_for(lambda: "Site request failed" in daemon.log(), 20, "the outage")
+    assert daemon.stop() == 0
+    assert daemon.state_file.read_bytes() == before
+    site.faults.clear()
+    daemon.start()
+    daemon.wait_seen("alpha", ids[3:])
+    assert daemon.seen("alpha") == ids[3:]  # resumed where it was, nothing skipped
+    daemon.stop()

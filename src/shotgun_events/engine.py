@@ -63,6 +63,14 @@ class _Request:
     worker: PluginWorker
 
 
+def start_head(positions: List[int], backlog: int) -> int:
+    """Where the engine's own reading starts: the lowest position among the plugins close to
+    the most advanced one. A plugin far behind the others (stopped for weeks, restored from
+    an old state) reads its own way back instead of making every plugin wait for it."""
+    top = max(positions)
+    return min(p for p in positions if top - p <= backlog)
+
+
 class Engine:
     """Polls the site and drives one worker per plugin. ``run()`` blocks until ``stop()``."""
 
@@ -322,16 +330,17 @@ class Engine:
                 self.config.daemon.event_id_file,
                 self._saved.source,
             )
-        latest = self.site.latest_event_id()
-        log.info("The site's newest event is %d.", latest)
+        # Saved positions are tracked before anything can fail or wait (the site may be
+        # down): a stop now must save them back, never an empty state.
         for key, progress in self._saved.plugins.items():
             self._keep(key, progress)
+        latest = self.site.latest_event_id()
+        log.info("The site's newest event is %d.", latest)
         self.head = latest
         self._scan_plugins(start_position=latest)
-        positions = [w.progress.position for w in self.workers.values()]
-        known = [p for p in positions if p is not None]
+        known = [w.progress.position for w in self.workers.values() if w.progress.position]
         if known:
-            self.head = min(min(known), latest)
+            self.head = min(start_head(known, self.config.daemon.max_plugin_backlog), latest)
         for position in known:
             if position > latest:
                 log.warning(

@@ -222,6 +222,8 @@ class StateStore:
         self._writes_ok = 0
         self._writes_failed = 0
         self._slots: Optional[PositionSlots] = None
+        #: The loaded state said something: never replace it with an empty one.
+        self._loaded_anything = False
         #: Slot files of earlier runs: read by load(), deleted after the first checkpoint.
         self._old_slot_files: List[Path] = []
 
@@ -409,6 +411,8 @@ class StateStore:
         """
         with self._checkpoint_lock:
             self._last_checkpoint = self._monotonic()
+            if self._loaded_anything and not self._tracked:
+                return  # stopped before any plugin was tracked: keep the loaded file as it is
             generation = self._switch_generation()
             snapshot = self._copy_progress()
             try:
@@ -589,6 +593,7 @@ class StateStore:
             self._generation = max((g for g, _ in journals), default=0) + 1
         if source == SOURCE_NONE and entries:
             source = SOURCE_JOURNAL
+        self._loaded_anything = bool(entries) or default_position is not None
         return SavedState(self._to_progress(entries), default_position, source)
 
     def _load_base(self) -> Tuple[_Entries, Optional[int], str]:
