@@ -199,8 +199,8 @@ def _verdict(error: BaseException) -> Optional[bool]:
     """True (transient), False (not), or None (no opinion: look at what caused it)."""
     if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: never retried
         return False
-    judged = getattr(error, "transient", None)
-    if isinstance(judged, bool):  # RemoteCallbackError: judged in the plugin's own process
+    judged = _own_judgement(error)
+    if judged is not None:  # RemoteCallbackError: judged in the plugin's own process
         return judged
     if isinstance(error, xmlrpc.client.ProtocolError):  # the client's HTTP status errors
         return error.errcode in _TRANSIENT_HTTP
@@ -222,6 +222,20 @@ def _verdict(error: BaseException) -> Optional[bool]:
     if isinstance(error, _NEVER_TRANSIENT):
         return False
     return None
+
+
+def _own_judgement(error: BaseException) -> Optional[bool]:
+    """The error's own ``transient`` flag when it carries one, else None.
+
+    Python 3.9's ``HTTPError`` built without a body (``fp=None``, as plugins and their tests
+    often build it) raises KeyError, not AttributeError, for an attribute it lacks, which
+    ``getattr`` with a default does not catch.
+    """
+    try:
+        judged = getattr(error, "transient", None)
+    except KeyError:
+        return None
+    return judged if isinstance(judged, bool) else None
 
 
 def _retry_after(error: BaseException) -> Optional[float]:
