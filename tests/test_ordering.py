@@ -68,3 +68,15 @@ def test_a_full_buffer_gives_up_the_oldest_wait():
     order.add_batch([ev(2), ev(3), ev(4), ev(5)], through=5, missing=[1], deadline=99)
     assert order.forced == [1]
     assert drain(order) == [(DELIVER, 2), (DELIVER, 3), (DELIVER, 4), (DELIVER, 5)]
+
+
+def test_a_missing_id_read_again_after_it_arrived_is_delivered_once_and_blocks_nothing():
+    order = StrictOrder(position=10, limit=100)
+    order.add_batch([ev(11), ev(13)], through=13, missing=[12], deadline=99)
+    assert drain(order) == [(DELIVER, 11)]
+    # a re-read from the position (after a reload) finds 12 committed meanwhile
+    order.add_batch([ev(12), ev(13), ev(14)], through=14, missing=[], deadline=99)
+    assert drain(order) == [(DELIVER, 12), (DELIVER, 13), (DELIVER, 14)]
+    order.add_late([ev(12)])  # the engine's late-events message for 12 comes after
+    assert drain(order) == []
+    assert order.blocked_on() is None

@@ -201,3 +201,14 @@ def test_signature_changes_when_a_file_is_restored_with_an_older_time(tmp_path):
     path.write_text("A = 2\n")  # same size
     os.utime(path, ns=(before[0] - 10**9, before[0] - 10**9))
     assert file_signature(path) != before
+
+
+def test_a_helper_module_other_users_can_write_refuses_the_folder(tmp_path):
+    (tmp_path / "plugin.py").write_text("")
+    helper = tmp_path / "_helpers.py"
+    helper.write_text("")
+    os.chmod(helper, 0o664)
+    scan = scan_folder(tmp_path)
+    assert scan.files == {} and "helper module" in scan.error and "_helpers.py" in scan.error
+    os.chmod(helper, 0o644)
+    assert list(scan_folder(tmp_path).files) == ["plugin"]

@@ -111,6 +111,8 @@ class Engine:
         self.workers: Dict[PluginKey, PluginWorker] = {}
         self.progress: Dict[PluginKey, PluginProgress] = {}
         self._journals: Dict[PluginKey, ProgressJournal] = {}
+        #: Workers of removed plugins that may still be finishing an event.
+        self._retiring: Dict[PluginKey, PluginWorker] = {}
         self._running = False
         self._last_scan = -SCAN_INTERVAL
         self._saver = threading.Thread(
@@ -434,6 +436,7 @@ class Engine:
         if self.workers.get(worker.plugin.key) is not worker or self.stop_event.is_set():
             worker.answer_attach(False)
             return False
+        ticket = worker.attach_ticket
         if not worker.awaiting_attach:
             return False  # it stopped asking (a reload or a command came): it will ask again
         position = worker.progress.position or 0
@@ -445,7 +448,7 @@ class Engine:
             fill = self._read_fill(worker, position)
         for gap, deadline in list(worker.progress.gaps.items()):
             self.gaps[gap] = max(deadline, self.gaps.get(gap, 0.0))
-        if not worker.answer_attach(True, fill):
+        if not worker.answer_attach(True, fill, ticket):
             return False
         self._attached.add(worker)
         return True
@@ -459,7 +462,7 @@ class Engine:
             for gap in page.missing:
                 self.gaps.setdefault(gap, deadline)
             fill.append(Batch(page.events, page.through, page.missing, deadline))
-            if not page.events:
+            if page.through <= position:  # the site has nothing newer (yet)
                 break
             position = page.through
         return fill
@@ -486,7 +489,7 @@ class Engine:
         for gap in page.missing:
             self.gaps.setdefault(gap, deadline)
         if page.jumped:
-            log.warning(
+            log.error(
                 "Event ids %d to %d are missing from the site; that is a jump in the id "
                 "sequence, not late events: they are not waited for.",
                 *page.jumped,
@@ -588,6 +591,8 @@ class Engine:
             present.add(key)
             worker = self.workers.get(key)
             if worker is None:
+                if self._still_retiring(key):
+                    continue  # its old worker is finishing an event: one worker per plugin
                 self._add_plugin(folder, path, start_position)
             elif signature != worker.plugin.signature:
                 worker.request_reload()
@@ -648,8 +653,17 @@ class Engine:
             )
         worker.stop()
         del self.workers[worker.plugin.key]
+        self._retiring[worker.plugin.key] = worker
         self._attached.discard(worker)
         self._rebuild_routes()
+
+    def _still_retiring(self, key: PluginKey) -> bool:
+        """True while a removed plugin's worker is still running (until its event ends)."""
+        worker = self._retiring.get(key)
+        if worker is not None and worker.thread.is_alive():
+            return True
+        self._retiring.pop(key, None)
+        return False
 
     def _dispatch_order(self, worker: PluginWorker) -> Tuple[int, str]:
         """Plugin folders in config order, files by name (the classic order)."""

@@ -40,6 +40,7 @@ class StrictOrder:
         for event in events:
             if event["id"] > self.position:
                 self.pending[event["id"]] = event
+                self.waiting.pop(event["id"], None)  # a missing id that has arrived meanwhile
         for gap in missing:
             if gap > self.position and gap not in self.pending:
                 self.waiting.setdefault(gap, deadline)
@@ -52,7 +53,7 @@ class StrictOrder:
     def add_late(self, events: Sequence[Event]) -> None:
         """Events that filled gaps: the ones this plugin was waiting for join the queue."""
         for event in events:
-            if self.waiting.pop(event["id"], None) is not None:
+            if event["id"] > self.position and self.waiting.pop(event["id"], None) is not None:
                 self.pending[event["id"]] = event
 
     def expire(self, ids: Iterable[int]) -> None:
@@ -82,6 +83,8 @@ class StrictOrder:
                 return None
             if lowest_event is not None:
                 event = self.pending.pop(lowest_event)
+                if lowest_event <= self.position:
+                    continue  # handed out already: strictly increasing ids, each once
                 self.position = lowest_event
                 return DELIVER, event
             if self.through > self.position:

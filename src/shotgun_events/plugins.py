@@ -444,6 +444,32 @@ def unsafe_permissions(info: os.stat_result, what: str) -> Optional[str]:
     return None
 
 
+def unsafe_helper(entries: List[os.DirEntry]) -> Optional[str]:
+    """Why the folder's plugins must not load because of a module they could import.
+
+    The folder is importable, so its helper modules (``_*.py``) and packages run as the
+    daemon too: one that other users can write is refused like a plugin file, and with it
+    the folder (its plugins already running keep their loaded code).
+    """
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        helper = entry.name.endswith(".py") and entry.name.startswith("_")
+        package = stat.S_ISDIR(info.st_mode) and os.path.exists(
+            os.path.join(entry.path, "__init__.py")
+        )
+        if helper or package:
+            kind = "helper module" if helper else "package"
+            problem = unsafe_permissions(info, f"{kind} {entry.path}")
+            if problem:
+                return f"{problem}; it is importable by the plugins, so none is loaded"
+    return None
+
+
 def scan_folder(folder: Path) -> FolderScan:
     """List a folder's plugin files with their signatures, refusing unsafe ones."""
     try:
@@ -458,6 +484,9 @@ def scan_folder(folder: Path) -> FolderScan:
         return FolderScan({}, {}, f"cannot read plugin folder {folder}: {error.strerror or error}")
     files: Dict[str, Tuple[Path, FileSignature]] = {}
     refused: Dict[str, str] = {}
+    helper_problem = unsafe_helper(entries)
+    if helper_problem:
+        return FolderScan({}, {}, helper_problem)
     for entry in sorted(entries, key=lambda e: e.name):
         if not is_plugin_file(entry.name):
             continue

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import multiprocessing.util  # registers its exit hook now, so that ours (_stop_all) runs first
@@ -765,6 +767,7 @@ def _worker_main(
     conn: Connection, log_conn: Connection, folder: str, path: str, settings: ChildSettings
 ) -> None:  # pragma: no cover - runs in the worker process (covered by the tests there)
     """The worker process: load the plugin, report, then run callbacks until told to stop."""
+    _die_with_the_daemon()
     _ignore_interrupts()
     sender = _Sender(log_conn)
     _forward_logs(sender, settings.log_level)
@@ -775,6 +778,22 @@ def _worker_main(
     conn.send((sender.sent, _load_report(plugin)))
     if loaded:
         _serve(conn, sender, plugin)
+
+
+def _die_with_the_daemon() -> None:  # pragma: no cover - runs in the worker process
+    """Linux: the kernel kills this process when the daemon dies, even by kill -9, so a
+    worker never runs an event the restarted daemon runs again."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the daemon's exit handler still stops its workers
+    if os.getppid() != parent:  # the daemon died before the call above
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _ignore_interrupts() -> None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: More missing ids than this inside one page is a jump in the id sequence (a site restored
-#: from a backup, ids reserved in bulk), not late transactions: tracking them all would cost
-#: memory and queries for nothing. The jump is logged and not tracked.
-MAX_GAPS_PER_PAGE = 5000
+#: from a backup), not late transactions: tracking them all would cost memory and queries
+#: for nothing. The jump is logged as an error and not tracked. A large batch transaction
+#: (thousands of events committed together, late) stays well below it.
+MAX_GAPS_PER_PAGE = 50_000
 
 Event = Dict[str, Any]
 

@@ -328,6 +328,20 @@ def build_logs(config: Config, *, foreground: bool) -> LogSetup:
     return logs
 
 
+def warn_if_config_readable_by_all(path: Path) -> None:
+    """The config holds the script key (maybe the SMTP password): say so if anyone can read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        log.warning(
+            "%s is readable by every user and holds the script key: chmod o-r it "
+            "(only the daemon's user needs to read it).",
+            path,
+        )
+
+
 def build_engine(
     config: Config, logs: LogSetup, observer: Optional[EngineObserver] = None
 ) -> Engine:
@@ -403,6 +417,7 @@ class DaemonRun:
         """
         for warning in self.config.warnings:
             log.warning("%s", warning)
+        warn_if_config_readable_by_all(self.config.path)
         observer = self._metrics_observer()
         self.engine = build_engine(self.config, self.logs, observer)
         # First of the threads: its socket is made under a brief umask of 077.

@@ -95,6 +95,15 @@ class Slot:
         self._value = value
         _POSITION.pack_into(self._map, self._offset, value, ~value)
 
+    def start_event(self, event_id: int, signature: int, done_before: int = 0) -> None:
+        """A delivery of ``event_id`` starts: only the callbacks in ``done_before`` (finished
+        before a restart) count as finished, not those of an earlier failed run of it."""
+        self._event, self._done = event_id, done_before & 0xFFFFFFFF
+        done = (signature & 0xFFFFFFFF) << 32 | self._done
+        _PARTIAL.pack_into(
+            self._map, self._offset + 16, event_id, done, (event_id ^ done ^ PARTIAL_SALT) & _U64
+        )
+
     def callback_done(self, event_id: int, index: int, signature: int) -> None:
         """Callback ``index`` finished on ``event_id``, the event in hand."""
         if index >= TRACKED_CALLBACKS:

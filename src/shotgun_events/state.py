@@ -151,6 +151,13 @@ class ProgressJournal:
             else:
                 slot.advance(position)
 
+    def event_started(self, event_id: int, signature: int, done_before: int = 0) -> None:
+        """A delivery starts (a memory write): forget what an earlier run of it finished,
+        except ``done_before`` (callbacks that finished before a restart)."""
+        slot = self._slot
+        if slot is not None and not self._detached:
+            slot.start_event(event_id, signature, done_before)
+
     def callback_done(self, event_id: int, index: int, signature: int) -> None:
         """One callback of a plugin finished on the event in hand (a memory write), so that
         after a kill only the callbacks that had not finished run again."""

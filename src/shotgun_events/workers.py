@@ -163,6 +163,7 @@ class PluginWorker:
         self._attached = False
         self._attach_answer: Optional[bool] = None
         self._awaiting_attach = False
+        self._attach_ticket = 0
         self._reload_requested = False
         self._stop_requested = False
         self._operator_requests: Deque[OperatorRequest] = deque()
@@ -221,8 +222,8 @@ class PluginWorker:
         if isinstance(last, Batch) and not last.events:
             self._inbox[-1] = Batch(
                 (),
-                step.through,
-                (*last.missing, *step.missing),
+                max(last.through, step.through),
+                sorted({*last.missing, *step.missing}),  # a fill may overlap the engine's page
                 max(last.gap_deadline, step.gap_deadline),
             )
         else:
@@ -232,15 +233,22 @@ class PluginWorker:
     def awaiting_attach(self) -> bool:
         return self._awaiting_attach
 
-    def answer_attach(self, accepted: bool, fill: Iterable[Message] = ()) -> bool:
+    @property
+    def attach_ticket(self) -> int:
+        """The number of the worker's latest request to attach."""
+        return self._attach_ticket
+
+    def answer_attach(
+        self, accepted: bool, fill: Iterable[Message] = (), ticket: Optional[int] = None
+    ) -> bool:
         """The engine's answer to ``request_attach``; ``fill`` closes the distance to its head.
 
-        False when the worker no longer waits for it (a reload or an operator's command
-        came meanwhile; it asks again later): an attach it did not wait for could route
-        events by callbacks that are being replaced.
+        False when the worker no longer waits for this answer (a reload or an operator's
+        command came meanwhile, and maybe a new request): a fill read for a request it
+        did not wait for could be filtered by callbacks that were replaced since.
         """
         with self._cond:
-            if not self._awaiting_attach:
+            if not self._awaiting_attach or ticket not in (None, self._attach_ticket):
                 return False
             if accepted:
                 for message in fill:
@@ -428,6 +436,7 @@ class PluginWorker:
         with self._cond:
             self._attach_answer = None
             self._awaiting_attach = True
+            self._attach_ticket += 1
         self.hub.request_attach(self)
         with self._cond:
             while self._attach_answer is None and not self._interrupted():
@@ -458,7 +467,7 @@ class PluginWorker:
 
     def _log_jump(self, page: Page) -> None:
         assert page.jumped is not None
-        self.plugin.logger.warning(
+        self.plugin.logger.error(
             "Event ids %d to %d are missing from the site; that is a jump in the id "
             "sequence, not late events: they are not waited for.",
             *page.jumped,
@@ -581,6 +590,8 @@ class PluginWorker:
         self.stats.current_event_id = event_id
         partial = self._partial_for(event_id)
         signature = self.plugin.callbacks_signature if len(callbacks) > 1 else 0
+        if signature:
+            self.journal.event_started(event_id, signature, partial.done if partial else 0)
         try:
             for callback in callbacks:
                 if partial is not None and partial.finished(callback.index):
@@ -759,7 +770,13 @@ class PluginWorker:
                 request.finish(False, f"plugin {name} is not stopped on a failed event")
                 return
             skipped = self.failed_event_id
-            self._set_position(skipped, reset=False)
+            if skipped <= (self.progress.position or 0):  # it failed as a late event (a gap)
+                with self.progress.lock:
+                    self.progress.gaps.pop(skipped, None)
+                    self.journal.record(closed=[skipped])
+                self.failed_event_id = None
+            else:
+                self._set_position(skipped, reset=False)
             self.plugin.logger.warning(
                 "Operator %s skipped event %d of plugin %s.", request.user, skipped, name
             )
