@@ -174,6 +174,8 @@ class PluginWorker:
         self.failed_event_id: Optional[int] = None
         self._site: Optional[Site] = None
         self._recycle = getattr(plugin, "recycle_if_over_memory", None)
+        #: Process isolation: each call's deadline kills its worker process (see overrun).
+        self._deadline_kills = self._recycle is not None
         self._last_recheck = 0.0
         self.thread = threading.Thread(target=self._run, name=f"plugin-{plugin.name}", daemon=True)
 
@@ -632,10 +634,14 @@ class PluginWorker:
 
         Called by the engine's housekeeping thread. In thread mode a callback cannot be
         stopped from outside: it is reported (log, alert, status, /healthz) and left to end.
+        In process mode the deadline kills the call, which is the callback's failure and its
+        one report; retries and restarts of one callback may add up past it, harmlessly.
         """
         stats = self.stats
         since, timeout, name = stats.busy_since, stats.busy_timeout, stats.busy_callback
-        if since is None or not timeout or stats.overrun_reported or now - since <= timeout:
+        if self._deadline_kills or since is None or not timeout or stats.overrun_reported:
+            return None
+        if now - since <= timeout:
             return None
         stats.overrun_reported = True
         return (
