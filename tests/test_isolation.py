@@ -69,6 +69,26 @@ def test_a_callback_past_its_deadline_stops_the_plugin_with_stop_on_error(site, 
     isolated.stop()
 
 
+def test_retries_adding_up_past_the_deadline_are_not_reported_as_stuck(site, isolated):
+    # Each try is quick; only the retry waits (0.5 s, then 1 s, then 2 s) pass the 1 s
+    # deadline, which applies to each call in its worker process, not to all of them.
+    flaky = recorder_plugin(
+        before="import shotgun_api3; FIRST = []",
+        body="""
+        FIRST.append(time.monotonic())
+        if time.monotonic() - FIRST[0] < 2:
+            raise shotgun_api3.ProtocolError("http://site", 503, "down for maintenance", {})
+        """,
+    ).replace("stopOnError=True)", "stopOnError=True, timeout=1, retry={'first_delay': 0.5})")
+    started(isolated, ("flaky", flaky))
+    ids = new_events(site, 1)
+    isolated.wait_seen("flaky", ids, timeout=30)
+    isolated.stop()
+    log = isolated.log()
+    assert "retry" in log.lower() and "flaky" in log
+    assert "deadline" not in log and " - ERROR - " not in log
+
+
 @pytest.mark.parametrize(
     "crash",
     ["import ctypes; ctypes.string_at(0)", "os._exit(3)"],
