@@ -163,3 +163,17 @@ def test_retries_are_shown_by_status_and_counted_in_metrics(site, daemon):
     )
     assert found and float(found.group(1)) >= 1
     daemon.stop()
+
+
+def test_waiting_to_retry_is_not_reported_as_a_stuck_callback(site, daemon):
+    policy = '{"attempts": 10, "first_delay": 0.8, "max_delay": 0.8}'
+    flaky = flaky_plugin(fail_for=2.0, error=MAINTENANCE, retry=policy).replace(
+        "retry=" + policy + ")", "retry=" + policy + ", timeout=0.5)"
+    )
+    assert "timeout=0.5" in flaky
+    started(daemon, ("flaky", flaky))
+    ids = new_events(site, 1)
+    daemon.wait_seen("flaky", ids, timeout=30)
+    assert "hit a transient error" in daemon.log()
+    assert "past its" not in daemon.log()  # each try was quick; the waits are not "stuck"
+    daemon.stop()

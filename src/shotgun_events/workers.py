@@ -730,6 +730,8 @@ class PluginWorker:
         tries = iter([event])
 
         def call() -> None:
+            # Each try has its own deadline: the wait between tries is not "stuck".
+            self.stats.busy_since, self.stats.overrun_reported = time.monotonic(), False
             callback(next(tries, None) or copy_event(original), timeout=self.stats.busy_timeout)
 
         call_with_retry(
@@ -745,6 +747,7 @@ class PluginWorker:
     def _wait_to_retry(self, seconds: float) -> bool:
         """Wait before a retry; True when a stop or a reload cut the wait short."""
         deadline = time.monotonic() + seconds
+        self.stats.busy_since = None  # waiting, not running: no deadline applies
         with self._cond:
             while not self._interrupted():
                 remaining = deadline - time.monotonic()
