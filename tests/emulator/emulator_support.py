@@ -1,14 +1,7 @@
 """Constants shared by the emulator tests (a module of its own: `conftest` is not importable)."""
 
+from shotgun_events.emulator import eventlog
+
 SCRIPT = ("tests", "s3cret")
-EVENT_FIELDS = [
-    "event_type",
-    "attribute_name",
-    "meta",
-    "entity",
-    "project",
-    "user",
-    "created_at",
-    "description",
-    "session_uuid",
-]
+#: Every field the site writes on an event row (the id comes with every row anyway).
+EVENT_FIELDS = list(eventlog.EVENT_FIELDS)

@@ -20,6 +20,7 @@ from .store import Row, Store, Transaction
 from .values import Links, link_key, utc_now
 
 EVENT_TYPE = "EventLogEntry"
+#: The fields of an event row besides its id: the one list the emulator and its tests use.
 EVENT_FIELDS = (
     "event_type",
     "attribute_name",

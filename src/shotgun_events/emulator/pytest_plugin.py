@@ -14,20 +14,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+from . import eventlog
 from .emulator import Emulator
 
-EVENT_FIELDS = [
-    "id",
-    "event_type",
-    "attribute_name",
-    "meta",
-    "entity",
-    "project",
-    "user",
-    "created_at",
-    "description",
-    "session_uuid",
-]
+#: Every field the site writes on an event row, with its id.
+EVENT_FIELDS = ["id", *eventlog.EVENT_FIELDS]
 
 
 class SiteFixture:
