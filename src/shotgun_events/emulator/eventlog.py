@@ -90,27 +90,17 @@ class EventLog:
 
     def change_meta(self, field: Field, old: Any, new: Any) -> Dict[str, Any]:
         """`attribute_change` meta with old/new values as a reader would see them."""
-        return {
-            "type": "attribute_change",
-            "attribute_name": field.name,
-            "entity_type": field.entity_type,
-            "entity_id": None,  # set by attribute_changed()
-            "field_data_type": field.data_type,
-            "old_value": self._meta_value(field, old),
-            "new_value": self._meta_value(field, new),
-        }
+        meta = _attribute_change_meta(field)
+        meta["old_value"] = self._meta_value(field, old)
+        meta["new_value"] = self._meta_value(field, new)
+        return meta
 
     def multi_change_meta(self, field: Field, old: List[Any], new: List[Any]) -> Dict[str, Any]:
         """`attribute_change` meta for a multi-entity field: `added` and `removed` links."""
-        return {
-            "type": "attribute_change",
-            "attribute_name": field.name,
-            "entity_type": field.entity_type,
-            "entity_id": None,  # set by attribute_changed()
-            "field_data_type": field.data_type,
-            "added": [self._named(link) for link in new if link not in old],
-            "removed": [self._named(link) for link in old if link not in new],
-        }
+        meta = _attribute_change_meta(field)
+        meta["added"] = [self._named(link) for link in new if link not in old]
+        meta["removed"] = [self._named(link) for link in old if link not in new]
+        return meta
 
     def attribute_changed(
         self,
@@ -296,6 +286,17 @@ class Reservation:
                 tx.insert(EVENT_TYPE, self.id, row)
             self.committed = True
         return self.id
+
+
+def _attribute_change_meta(field: Field) -> Dict[str, Any]:
+    """The keys every `attribute_change` meta starts with, in the order a site writes them."""
+    return {
+        "type": "attribute_change",
+        "attribute_name": field.name,
+        "entity_type": field.entity_type,
+        "entity_id": None,  # set by attribute_changed()
+        "field_data_type": field.data_type,
+    }
 
 
 def event_row(event_type: str, fields: Dict[str, Any]) -> Row:
