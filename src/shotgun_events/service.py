@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import daemon
 import lockfile
@@ -675,19 +675,10 @@ class Housekeeper:
 
 def run_foreground(config: Config) -> int:
     """Run the engine in this process until SIGTERM/SIGINT; returns the exit code."""
-    os.umask(DAEMON_UMASK)
-    try:
-        locks = take_locks(config)
-    except ServiceError as error:
-        _say(str(error))
+    taken = _take_locks_and_logs(config, foreground=True)
+    if taken is None:
         return EXIT_FAILURE
-    try:
-        logs = build_logs(config, foreground=True)
-    except OSError as error:
-        locks.release()
-        _say(f"cannot open the log files: {error}")
-        return EXIT_FAILURE
-    _note_stale_pid_file(locks, tell_terminal=False)
+    locks, logs = taken
     run = DaemonRun(config, logs, locks)
     try:
         run.prepare()
@@ -700,6 +691,30 @@ def run_foreground(config: Config) -> int:
         return EXIT_FAILURE
     log.info("Starting in the foreground with config %s (pid %d).", config.path, os.getpid())
     return run.run()
+
+
+def _take_locks_and_logs(
+    config: Config, *, foreground: bool
+) -> Optional[Tuple[DaemonLocks, LogSetup]]:
+    """The locks and log files both runs take first, or None once the refusal is said.
+
+    The umask comes first so the files the daemon creates are private. Only ``start`` also
+    tells the terminal about a stale pid file: in the foreground every log line goes there.
+    """
+    os.umask(DAEMON_UMASK)
+    try:
+        locks = take_locks(config)
+    except ServiceError as error:
+        _say(str(error))
+        return None
+    try:
+        logs = build_logs(config, foreground=foreground)
+    except OSError as error:
+        locks.release()
+        _say(f"cannot open the log files: {error}")
+        return None
+    _note_stale_pid_file(locks, tell_terminal=not foreground)
+    return locks, logs
 
 
 def _say(message: str) -> None:
@@ -738,19 +753,10 @@ def start_daemon(config: Config) -> int:
         # (A daemon found by the state file lock is another service: take_locks refuses.)
         print(f"shotgunEventDaemon is already running (pid {current.pid}); not starting another.")
         return EXIT_OK
-    os.umask(DAEMON_UMASK)
-    try:
-        locks = take_locks(config)
-    except ServiceError as error:
-        _say(str(error))
+    taken = _take_locks_and_logs(config, foreground=False)
+    if taken is None:
         return EXIT_FAILURE
-    try:
-        logs = build_logs(config, foreground=False)
-    except OSError as error:
-        locks.release()
-        _say(f"cannot open the log files: {error}")
-        return EXIT_FAILURE
-    _note_stale_pid_file(locks, tell_terminal=True)
+    locks, logs = taken
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:
