@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import pytest
@@ -206,6 +207,17 @@ def test_observer_counts_events_fetched_by_the_poll():
     observer.events_fetched(0)
     observer.events_fetched(12)
     assert observer.registry.get_sample_value("shotgun_events_events_fetched_total") == 512
+
+
+def test_observer_counts_events_read_by_plugins_catching_up():
+    observer = PrometheusObserver()
+    observer.events_caught_up("alpha", 500)
+    observer.events_caught_up("alpha", 20)
+    observer.events_caught_up("beta", 0)
+    sample = observer.registry.get_sample_value
+    name = "shotgun_events_events_read_catching_up_total"
+    assert sample(name, {"plugin": "alpha"}) == 520
+    assert sample(name, {"plugin": "beta"}) == 0
 
 
 def test_observers_keep_private_registries():
@@ -479,20 +491,32 @@ def blocking_plugin(release_file) -> str:
 def running_engine(tmp_path, daemon, monkeypatch):
     """The real Engine in a thread, counting into a PrometheusObserver, with its server."""
     pytest.importorskip("shotgun_events.state", reason="state.py is not written yet")
-    from shotgun_events.config import load_config
-    from shotgun_events.engine import Engine
-
     monkeypatch.setenv("SGED_TEST_RECORD", str(daemon.record_file))
     # The plugins' helper module reads the record file's name when first imported; in this
     # process it would otherwise still point at an earlier test's file.
     monkeypatch.delitem(sys.modules, "_recorder", raising=False)
-    observer = PrometheusObserver()
+    runner = EngineRunner(daemon.config_path, PrometheusObserver())
+    yield runner
+    runner.stop_all()
 
-    def start(stuck_after: float = STUCK_AFTER) -> Tuple[Engine, MetricsServer]:
-        engine = Engine(load_config(daemon.config_path), observer=observer)
+
+class EngineRunner:
+    """Starts the real Engine in a thread with its metrics server; one observer for all runs."""
+
+    def __init__(self, config_path: Path, observer: PrometheusObserver) -> None:
+        self.config_path = config_path
+        self.observer = observer
+        self.started: list = []
+
+    def __call__(self, stuck_after: float = STUCK_AFTER) -> Tuple[Any, MetricsServer]:
+        from shotgun_events.config import load_config
+        from shotgun_events.engine import Engine
+
+        # The config is read at each start, so a test may change it before starting.
+        engine = Engine(load_config(self.config_path), observer=self.observer)
         server = MetricsServer(
             engine.status,
-            observer,
+            self.observer,
             host="127.0.0.1",
             port=0,
             stuck_after=stuck_after,
@@ -500,15 +524,16 @@ def running_engine(tmp_path, daemon, monkeypatch):
         ).start()
         thread = threading.Thread(target=engine.run, daemon=True)
         thread.start()
-        started.append((engine, server, thread))
+        self.started.append((engine, server, thread))
         return engine, server
 
-    started: list = []
-    yield start
-    for engine, server, thread in started:
-        server.stop()
-        engine.stop()
-        thread.join(30)
+    def stop_all(self) -> None:
+        """Stop every engine started so far and wait for each to save its positions."""
+        for engine, server, thread in self.started:
+            server.stop()
+            engine.stop()
+            thread.join(30)
+        self.started.clear()
 
 
 def test_engine_counts_every_delivered_event_and_is_healthy(site, daemon, running_engine):
@@ -530,6 +555,36 @@ def test_engine_counts_every_delivered_event_and_is_healthy(site, daemon, runnin
     code, answer = healthz(server.url)
     assert code == 200
     assert answer["plugins"] == {"alpha": "attached", "beta": "attached"}
+
+
+@pytest.mark.parametrize(
+    "backlog, inbox",
+    [(20, 20), (5, 10)],  # a backlog smaller than a page counts as a page
+)
+def test_events_read_while_catching_up_are_counted_for_that_plugin(
+    tmp_path, site, daemon, running_engine, backlog, inbox
+):
+    release = tmp_path / "release"
+    # Pages of 10; a plugin with a full inbox stops being fed and reads on its own.
+    daemon.write_config(max_event_batch_size=10, max_plugin_backlog=backlog)
+    daemon.add_plugin("fast", recorder_plugin())
+    daemon.add_plugin("slow", blocking_plugin(release))
+    _, server = running_engine()
+    wait_for_first_poll(server.url)
+    both_attached = {"fast": "attached", "slow": "attached"}
+    wait_until(lambda: healthz(server.url)[1]["plugins"] == both_attached, 20, "both to attach")
+    batches = [site.insert_events(10) for _ in range(6)]
+    first, last = batches[0][0], batches[-1][1]
+    daemon.wait_seen("fast", range(first, last + 1))
+    release.touch()
+    daemon.wait_seen("slow", range(first, last + 1))
+    samples = scrape(server)
+    read_alone = "shotgun_events_events_read_catching_up_total"
+    # slow held its first page (10) and had a full inbox queued when it stopped being fed;
+    # it read the rest itself. fast was fed all along.
+    assert samples.get((read_alone, (("plugin", "slow"),)), 0) >= 60 - 10 - inbox
+    assert samples.get((read_alone, (("plugin", "fast"),)), 0) == 0
+    assert delivered(samples, "slow") == 60
 
 
 def test_engine_with_a_plugin_stuck_in_a_callback_is_503_naming_it(

@@ -310,6 +310,12 @@ class Engine:
             on_request=self.observer.site_request,
         )
 
+    @property
+    def plugin_inbox_capacity(self) -> int:
+        """Events one plugin may have waiting: ``max_plugin_backlog``, but at least a page, or
+        every plugin would stop being fed at each full page and read the site on its own."""
+        return max(self.config.daemon.max_plugin_backlog, self.batch_size)
+
     def request_attach(self, worker: PluginWorker) -> None:
         self._requests.put(_Request("attach", worker))
         self._wake.set()
@@ -619,7 +625,7 @@ class Engine:
             progress,
             self._journals[key],
             self,
-            capacity=self.config.daemon.max_plugin_backlog,
+            capacity=self.plugin_inbox_capacity,
             timing_log=self.timing_log,
             observer=self.observer,
             strict=folder.ordering == "strict",

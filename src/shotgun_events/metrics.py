@@ -4,7 +4,8 @@ The endpoint is optional (``metrics_port: 0``, the default, turns it off) and bi
 ``metrics_host`` only, 127.0.0.1 unless the config says otherwise. Three parts:
 
 - ``PrometheusObserver``: the engine's and workers' hooks (observe.py) counting into a private
-  ``CollectorRegistry``: site request latency and failures, events fetched, events delivered
+  ``CollectorRegistry``: site request latency and failures, events fetched (by the poll, and
+  per plugin by a plugin catching up on its own), events delivered
   per plugin, callback durations and errors. Cheap, thread-safe increments only.
 - a collector that turns ``Engine.status()`` into gauges (head, open gaps, site up, state file
   healthy, per-plugin active, position, lag, queue, busy time) when Prometheus scrapes, so
@@ -85,6 +86,12 @@ class PrometheusObserver(EngineObserver):
             "Events read by the engine's poll (catch-up reads of lagging plugins not counted).",
             registry=self.registry,
         )
+        self._caught_up = Counter(
+            PREFIX + "events_read_catching_up",
+            "Events a plugin that fell behind read from the site on its own.",
+            ["plugin"],
+            registry=self.registry,
+        )
         self._delivered = Counter(
             PREFIX + "events_delivered",
             "Events fully handled by every matching callback of a plugin.",
@@ -114,6 +121,10 @@ class PrometheusObserver(EngineObserver):
     def events_fetched(self, count: int) -> None:
         with _never_raise("events_fetched"):
             self._fetched.inc(count)
+
+    def events_caught_up(self, plugin: str, count: int) -> None:
+        with _never_raise("events_caught_up"):
+            self._caught_up.labels(str(plugin)).inc(count)
 
     def callback_ran(self, plugin: str, callback: str, seconds: float, failed: bool) -> None:
         with _never_raise("callback_ran"):

@@ -16,6 +16,9 @@ class EngineObserver:
     def events_fetched(self, count: int) -> None:
         """Events read by the engine's poll (not counting catch-up reads)."""
 
+    def events_caught_up(self, plugin: str, count: int) -> None:
+        """Events a plugin that fell behind read from the site on its own."""
+
     def callback_ran(self, plugin: str, callback: str, seconds: float, failed: bool) -> None:
         """One callback run on one event."""
 

@@ -418,6 +418,7 @@ class PluginWorker:
                 return
             page = site.read_page(position, self.hub.batch_size, self.plugin.event_types)
             self.stats.catch_up_reads += 1
+            self.observer.events_caught_up(self.plugin.name, len(page.events))
             self._apply_batch(
                 page.events, page.through, page.missing, time.monotonic() + self.hub.gap_timeout
             )
