@@ -196,6 +196,13 @@ def test_log_level_accepts_level_names(tmp_path):
     assert load_with(tmp_path, "daemon", {"logging": "15"}).daemon.log_level == 15
 
 
+def test_log_rotation_is_midnight_unless_left_to_logrotate(tmp_path):
+    assert load_with(tmp_path, "daemon", {}).daemon.log_rotation == "midnight"
+    assert load_with(tmp_path, "daemon", {"log_rotation": "External"}).daemon.log_rotation == (
+        "external"
+    )
+
+
 @pytest.mark.parametrize(
     "written, expected",
     [("on", True), ("Off", False), ("TRUE", True), ("no", False), ("yes", True), ("0", False)],
@@ -429,6 +436,7 @@ BAD_VALUES = [
     ("daemon", {"worker_restart_limit": "0"}, "worker_restart_limit", "whole number >= 1"),
     ("daemon", {"worker_restart_window": "0"}, "worker_restart_window", "seconds > 0"),
     ("daemon", {"max_worker_memory_mb": "-1"}, "max_worker_memory_mb", "whole number >= 0"),
+    ("daemon", {"log_rotation": "weekly"}, "log_rotation", "midnight or external"),
     ("shotgun", {"server": "yoursite.shotgunstudio.com"}, "server", "http:// or https:// URL"),
     ("shotgun", {"server": "ftp://site.example.com"}, "server", "http:// or https:// URL"),
     ("shotgun", {"server": "https://"}, "server", "http:// or https:// URL"),

@@ -6,8 +6,12 @@ import logging
 import logging.handlers
 import re
 
+import pytest
+
 from harness import PLUGIN_SCRIPT, recorder_plugin
 from shotgun_events.logs import LogSetup, Redactor
+from shotgun_events.service import build_logs
+from test_config import load_with
 from test_engine import new_events, started
 
 
@@ -71,6 +75,42 @@ def test_log_files_rotate_at_midnight_keeping_ten(tmp_path):
     finally:
         setup.close()
         logging.getLogger("plugin.alpha").handlers.clear()
+
+
+@pytest.mark.parametrize("rotate, files_after", [(True, 2), (False, 1)])
+def test_log_rotation_external_leaves_the_files_to_logrotate(tmp_path, rotate, files_after):
+    setup = LogSetup(
+        log_mode=0,
+        log_folder=tmp_path,
+        log_file="main",
+        level=20,
+        timing=False,
+        foreground=False,
+        rotate=rotate,
+    )
+    setup.install()
+    try:
+        logging.getLogger("engine").info("before midnight")
+        (handler,) = setup._handlers
+        handler.rolloverAt = 0  # midnight has passed
+        logging.getLogger("engine").info("after midnight")
+    finally:
+        setup.close()
+    assert len(list(tmp_path.iterdir())) == files_after
+    assert "after midnight" in (tmp_path / "main").read_text()
+    assert ("before midnight" in (tmp_path / "main").read_text()) is not rotate
+
+
+def test_the_daemon_builds_its_logs_with_the_configured_rotation(tmp_path):
+    config = load_with(tmp_path, "daemon", {"log_rotation": "external", "logMode": "0"})
+    logs = build_logs(config, foreground=False)
+    try:
+        assert logs._handlers
+        assert not any(handler.rolls_over for handler in logs._handlers)
+    finally:
+        logs.close()
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
 
 
 def test_secrets_are_masked_in_every_line_tracebacks_included():

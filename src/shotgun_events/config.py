@@ -203,6 +203,7 @@ class DaemonSettings:
     log_path: Optional[Path] = None
     log_file: str = "shotgunEventDaemon"
     log_level: int = logging.INFO
+    log_rotation: str = "midnight"
     timing_log: bool = False
     conn_retry_sleep: float = 60.0
     max_conn_retries: int = 5
@@ -370,6 +371,7 @@ _OPTIONS: Dict[str, Tuple[str, ...]] = {
         "logPath",
         "logFile",
         "logging",
+        "log_rotation",
         "timing_log",
         "conn_retry_sleep",
         "max_conn_retries",
@@ -891,6 +893,7 @@ def _daemon_settings(r: _Reader) -> DaemonSettings:
         log_path=r.get(s, "logPath", path, r.folder),
         log_file=r.get(s, "logFile", _file_name, "shotgunEventDaemon"),
         log_level=r.get(s, "logging", _log_level, logging.INFO),
+        log_rotation=r.get(s, "log_rotation", _choice("midnight", "external"), "midnight"),
         timing_log=r.get(s, "timing_log", _flag, False),
         conn_retry_sleep=r.get(s, "conn_retry_sleep", _seconds(), 60.0),
         max_conn_retries=r.get(s, "max_conn_retries", _whole(1), 5),

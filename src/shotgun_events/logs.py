@@ -3,7 +3,8 @@
 - logMode 0: everything in the main log file.
 - logMode 1: the engine (and libraries) in the main log file, each plugin in its own file
   ``plugin.<name>`` next to it (the classic daemon's names).
-- Files rotate at midnight, ten kept. The timing log ``<logFile>.timing`` gets one line per
+- Files rotate at midnight, ten kept, unless ``log_rotation: external`` leaves rotation to
+  logrotate (SIGHUP reopens the files). The timing log ``<logFile>.timing`` gets one line per
   callback run whatever the log level. In the foreground, every line also goes to stderr.
 
 Secrets (script keys, SMTP passwords) are replaced by ``********`` in every formatted line,
@@ -19,7 +20,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Iterable, List, Optional, Set
+from typing import Any, Iterable, List, Optional, Set
 
 LINE_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 TIMING_FORMAT = "%(asctime)s %(message)s"
@@ -72,8 +73,16 @@ class PrivateRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
 
     Files created here get that mode; a file left by another program (the classic daemon
     wrote its logs under umask 022, readable by everyone) loses its group-write and other
-    bits when it is opened.
+    bits when it is opened. With ``rotate=False`` the file never rolls over: logrotate owns
+    it, and two rotators renaming the same files would lose lines.
     """
+
+    def __init__(self, filename: str, *, rotate: bool = True, **options: Any) -> None:
+        self.rolls_over = rotate  # not ``rotate``: that is the base class's renaming method
+        super().__init__(filename, **options)
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (stdlib name)
+        return self.rolls_over and bool(super().shouldRollover(record))
 
     def _open(self):  # type: ignore[no-untyped-def]
         descriptor = os.open(
@@ -115,8 +124,10 @@ class LogSetup:
         timing: bool,
         foreground: bool,
         secrets: Iterable[str] = (),
+        rotate: bool = True,
     ) -> None:
         self.log_mode = log_mode
+        self.rotate = rotate
         self.log_folder = log_folder
         self.log_file = log_file
         self.level = level
@@ -161,7 +172,11 @@ class LogSetup:
     def _file_handler(self, path: Path, line_format: str) -> logging.Handler:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = PrivateRotatingFileHandler(
-            str(path), when="midnight", backupCount=BACKUP_COUNT, encoding="utf-8"
+            str(path),
+            rotate=self.rotate,
+            when="midnight",
+            backupCount=BACKUP_COUNT,
+            encoding="utf-8",
         )
         handler.setFormatter(RedactingFormatter(line_format, self.redactor))
         self._handlers.append(handler)

@@ -321,6 +321,7 @@ def build_logs(config: Config, *, foreground: bool) -> LogSetup:
         log_file=daemon_settings.log_file,
         level=daemon_settings.log_level,
         timing=daemon_settings.timing_log,
+        rotate=daemon_settings.log_rotation == "midnight",
         foreground=foreground,
         secrets=config.secrets(),
     )

@@ -105,6 +105,7 @@ BAD_VALUES = [
     ("daemon", "worker_restart_limit", "0"),
     ("daemon", "worker_restart_window", "-1"),
     ("daemon", "max_worker_memory_mb", "-1"),
+    ("daemon", "log_rotation", "daily"),
     ("shotgun", "server", "not a url"),
     ("shotgun", "server", "ftp://studio.example"),
     ("shotgun", "server", "%(SGED_TEST_UNSET_VARIABLE)s"),
