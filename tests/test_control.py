@@ -12,12 +12,13 @@ import os
 import pwd
 import socket
 import stat
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
-from harness import recorder_plugin
+from harness import PLUGIN_SCRIPT, recorder_plugin
 from shotgun_events.control import (
     BadRequestError,
     ControlServer,
@@ -115,6 +116,50 @@ def test_retry_of_a_plugin_that_runs_is_refused(site, daemon):
     result = daemon.command("retry", "alpha")
     assert result.returncode == 1, output(result)
     assert "alpha is active; nothing to retry" in result.stderr
+
+
+#: Two callbacks: "first" records each event; "second" records each try, and while the file
+#: named by $BROKEN_MARKER exists fails with a transient error that it retries every 3 s.
+RETRYING = textwrap.dedent(
+    f"""
+    import os
+    from _recorder import record
+
+    def registerCallbacks(reg):
+        reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {PLUGIN_SCRIPT[1]!r}, first)
+        reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {PLUGIN_SCRIPT[1]!r}, second,
+                             retry={{"first_delay": 3, "max_delay": 3, "jitter": 0}})
+
+    def first(sg, logger, event, args):
+        record("retrying", "first", event)
+
+    def second(sg, logger, event, args):
+        record("retrying", "try", event)
+        if os.path.exists(os.environ["BROKEN_MARKER"]):
+            raise ConnectionResetError("the farm is down")
+        record("retrying", "cb", event)
+    """
+)
+
+
+def test_a_command_during_a_retry_wait_loses_and_repeats_nothing(tmp_path, site, daemon):
+    marker = tmp_path / "broken"
+    daemon.env["BROKEN_MARKER"] = str(marker)
+    running(daemon, ("retrying", RETRYING))
+    warm_up = new_events(site, 1)
+    daemon.wait_seen("retrying", warm_up)  # attached: fed by the engine's pages
+    marker.touch()
+    page = new_events(site, 5)
+    daemon.wait_for(lambda: page[0] in daemon.seen("retrying", "try"), 20, "the first try")
+
+    refused = daemon.command("retry", "retrying")  # cuts the retry wait short
+    assert refused.returncode == 1, output(refused)
+    marker.unlink()
+    later = new_events(site, 2)
+
+    daemon.wait_seen("retrying", page + later)
+    assert daemon.seen("retrying", "cb") == warm_up + page + later
+    assert daemon.seen("retrying", "first") == warm_up + page + later  # not run twice
 
 
 # --------------------------------------------------------------------------- skip

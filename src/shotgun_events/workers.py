@@ -593,8 +593,9 @@ class PluginWorker:
         self.stats.current_event_id = event_id
         partial = self._partial_for(event_id)
         signature = self.plugin.callbacks_signature if len(callbacks) > 1 else 0
+        done = partial.done if partial else 0
         if signature:
-            self.journal.event_started(event_id, signature, partial.done if partial else 0)
+            self.journal.event_started(event_id, signature, done)
         try:
             for callback in callbacks:
                 if partial is not None and partial.finished(callback.index):
@@ -607,10 +608,12 @@ class PluginWorker:
                 outcome = self._run_callback(callback, own_copy, event)
                 if outcome is _DONE and signature:
                     self.journal.callback_done(event_id, callback.index, signature)
+                    done |= 1 << callback.index
                 if outcome is _INTERRUPTED:
                     if self._stop_requested:
                         raise Stopping()
-                    return False  # a reload: the event is read again with the new code
+                    self._read_again_after_interruption(event_id, signature, done)
+                    return False
                 if outcome is _DISABLED:  # its worker process kept dying (already logged)
                     self.failed_event_id = event_id
                     self.mode = INACTIVE
@@ -624,6 +627,16 @@ class PluginWorker:
         self.stats.delivered += 1
         self.observer.event_delivered(self.plugin.name)
         return True
+
+    def _read_again_after_interruption(self, event_id: int, signature: int, done: int) -> None:
+        """A reload or an operator's command cut a retry wait short: the event in hand and
+        the rest of its batch were not delivered, so read them again from the position
+        (the position stays before this event). Callbacks that already finished on it are
+        not run again, as after a restart."""
+        if signature:
+            self.progress.partial = Partial(event_id, signature, done)
+        self._detach()
+        self.mode = CATCHING_UP
 
     def _timeout_for(self, callback: Callback) -> Optional[float]:
         """The callback's deadline: its own ``timeout=`` keyword, else ``callback_timeout``."""
