@@ -102,12 +102,16 @@ def test_retry_runs_a_stopped_plugin_again_from_the_failed_event(tmp_path, site,
     assert f"it resumes after event {first - 1}" in still_broken.stdout
     stopped_on(daemon, "flaky", first, times=2)
     assert daemon.seen("flaky", "try") == [first, first]
+    # Stopped again: the engine's later pages must not move it past the failed event.
+    while_stopped = new_events(site, 2)
+    daemon.wait_for(lambda: engine_head(daemon) >= while_stopped[-1], 20, "the engine's poll")
 
     marker.unlink()
     fixed = daemon.command("retry", "flaky")
     assert fixed.returncode == 0, output(fixed)
-    daemon.wait_seen("flaky", [first, *later])
-    assert daemon.seen("flaky", "cb") == [first, *later]
+    assert f"it resumes after event {first - 1}" in fixed.stdout
+    daemon.wait_seen("flaky", [first, *later, *while_stopped])
+    assert daemon.seen("flaky", "cb") == [first, *later, *while_stopped]
     assert f"Operator {OPERATOR} retried plugin flaky" in daemon.log()
 
 

@@ -424,6 +424,8 @@ class PluginWorker:
             )
             if page.jumped:
                 self._log_jump(page)
+            if self.mode != CATCHING_UP:
+                return  # stopped on an error (INACTIVE): never ask to join the engine then
             if (self.progress.position or 0) <= position:
                 # No progress: nothing newer on the site (the head is ahead of a plugin that
                 # started ahead of the site), or strict ordering waits for a missing id. Ask
