@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 import signal
 import textwrap
+import threading
 import time
 
 import pytest
@@ -508,3 +509,34 @@ def test_a_stop_during_a_site_outage_at_start_keeps_the_saved_positions(site, da
     daemon.wait_seen("alpha", ids[3:])
     assert daemon.seen("alpha") == ids[3:]  # resumed where it was, nothing skipped
     daemon.stop()
+
+
+# --------------------------------------------------------------------------- status while polling
+
+
+def test_lag_is_computed_safely_while_the_poll_records_new_pages():
+    """status() runs on other threads (status file, /healthz) while the poll appends."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from shotgun_events.engine import Engine
+
+    now = time.time()
+    engine = SimpleNamespace(head=10**9, _times=deque(((i, now) for i in range(2000)), maxlen=2000))
+    stop = threading.Event()
+
+    def poll() -> None:
+        next_id = 2000
+        while not stop.is_set():
+            engine._times.append((next_id, time.time()))
+            next_id += 1
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert Engine._lag_seconds(engine, 5) is not None
+    finally:
+        stop.set()
+        poller.join()

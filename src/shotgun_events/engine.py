@@ -233,11 +233,13 @@ class Engine:
         """How old the oldest event a plugin has not reached is, roughly (page resolution)."""
         if position is None or position >= self.head:
             return 0.0
-        ids = [event_id for event_id, _ in self._times]
-        index = bisect.bisect_right(ids, position)
-        if index >= len(self._times):
+        # A copy in one step (no thread switch inside tuple()): the poll appends meanwhile,
+        # and iterating the deque itself could raise "deque mutated during iteration".
+        times = tuple(self._times)
+        index = bisect.bisect_right([event_id for event_id, _ in times], position)
+        if index >= len(times):
             return None
-        return round(max(0.0, time.time() - self._times[index][1]), 1)
+        return round(max(0.0, time.time() - times[index][1]), 1)
 
     def operator(
         self,
