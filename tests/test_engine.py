@@ -322,6 +322,30 @@ def test_state_written_by_the_classic_daemon_is_resumed(site, daemon, old_format
     daemon.start()
     daemon.wait_seen("alpha", start[2:])
     assert daemon.seen("alpha") == start[2:]
+    # A plugin file that appears later starts now, whatever the saved state's format.
+    daemon.add_plugin("beta", recorder_plugin())
+    daemon.wait_for(lambda: "New plugin" in daemon.log(), 20, "beta to load")
+    after = new_events(site, 2)
+    daemon.wait_seen("beta", after)
+    assert daemon.seen("beta") == after
+    daemon.stop()
+
+
+def test_positions_ahead_of_the_site_are_named_once_and_wait_for_the_site(site, daemon):
+    daemon.add_plugin("alpha", recorder_plugin())
+    daemon.add_plugin("beta", recorder_plugin())
+    history = new_events(site, 3)
+    ahead = history[-1] + 3
+    folder = str(daemon.plugin_dir)
+    daemon.state_file.write_bytes(pickle.dumps({folder: {"alpha": ahead, "beta": ahead}}, 2))
+    daemon.start()
+    daemon.wait_started()
+    newest = history[-1]
+    warning = f"saved positions of alpha, beta are ahead of the site's newest event ({newest})"
+    assert daemon.log().count(warning) == 1
+    later = new_events(site, 5)
+    daemon.wait_seen("alpha", later[3:])
+    assert daemon.seen("alpha") == daemon.seen("beta") == later[3:]
     daemon.stop()
 
 

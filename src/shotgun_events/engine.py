@@ -348,17 +348,23 @@ class Engine:
         log.info("The site's newest event is %d.", latest)
         self.head = latest
         self._scan_plugins(start_position=latest)
+        # The classic fallbacks (the one-integer format, a plugin found under another
+        # folder) are for the plugins there at start; a file that appears later starts now.
+        self._saved = None
         known = [w.progress.position for w in self.workers.values() if w.progress.position]
         if known:
             self.head = min(start_head(known, self.config.daemon.max_plugin_backlog), latest)
-        for position in known:
-            if position > latest:
-                log.warning(
-                    "A saved position (%d) is ahead of the site's newest event (%d): was the "
-                    "site restored from a backup? That plugin waits until the site passes it.",
-                    position,
-                    latest,
-                )
+        ahead = sorted(
+            w.plugin.name for w in self.workers.values() if (w.progress.position or 0) > latest
+        )
+        if ahead:
+            log.warning(
+                "The saved positions of %s are ahead of the site's newest event (%d): was the "
+                "site restored from a backup, or is this another site? They wait until the "
+                "site passes them.",
+                ", ".join(ahead),
+                latest,
+            )
         self.state.checkpoint()
         self._saver.start()
         for worker in self.workers.values():
@@ -613,8 +619,7 @@ class Engine:
         key = plugin.key
         progress = self.progress.get(key)
         if progress is None:
-            assert self._saved is not None
-            saved = self._saved.progress_for(folder.path, plugin.name)
+            saved = self._saved.progress_for(folder.path, plugin.name) if self._saved else None
             if saved is None:
                 progress = PluginProgress(position=start_position)
             else:  # a copy: the fallback may be another key's progress
