@@ -254,6 +254,9 @@ def test_reset_needs_exactly_one_target(daemon):
     assert daemon.command("reset", "alpha").returncode == 2
     assert daemon.command("reset", "alpha", "--to", "5", "--to-latest").returncode == 2
     assert daemon.command("reset", "alpha", "--to", "zero").returncode == 2
+    too_large = daemon.command("reset", "alpha", "--to", str(2**63))
+    assert too_large.returncode == 2
+    assert "event ids end at 9223372036854775807" in too_large.stderr
 
 
 # --------------------------------------------------------------------------- the socket
@@ -361,6 +364,7 @@ def test_a_stopping_daemon_refuses_commands(tmp_path):
         ('{"action": "reset", "plugin": "a", "to": 3, "latest": true}', "exactly one of"),
         ('{"action": "reset", "plugin": "a", "to": true}', "must be an event id"),
         ('{"action": "reset", "plugin": "a", "to": -4}', "must be an event id"),
+        ('{"action": "reset", "plugin": "a", "to": 18446744073709551616}', "must be an event id"),
         ('{"action": "skip", "plugin": "a", "to": 3}', "skip takes no --to"),
         ("[1, 2]", "not a JSON object"),
         ("{", "not JSON"),

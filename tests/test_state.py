@@ -356,6 +356,32 @@ def test_torn_last_journal_line_is_ignored(state_file):
     assert set(loaded.plugins[KEY].gaps) == {2}
 
 
+def test_journal_lines_with_ids_too_large_for_a_position_are_skipped(state_file, caplog):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=1)
+    journal = store.track(KEY, progress)
+    advance(progress, journal, 3, opened=[2], deadline=time.monotonic() + 300)
+    [journal_file] = journals(state_file)
+    with open(journal_file, "ab") as handle:
+        handle.write(b"R 1 %d\n" % 2**64)
+        handle.write(b"P 1 4 +%d@1.0\n" % 2**63)
+
+    loaded = make_store(state_file).load()
+
+    assert loaded.plugins[KEY].position == 3
+    assert set(loaded.plugins[KEY].gaps) == {2}
+
+
+def test_a_one_integer_state_too_large_for_a_position_is_damaged(state_file, caplog):
+    state_file.write_text(f"{2**64}\n")
+
+    loaded = make_store(state_file).load()
+
+    assert (loaded.source, loaded.default_position) == ("none", None)
+    assert any("too large for an event id" in r.getMessage() for r in errors(caplog))
+
+
 def test_journal_never_moves_a_position_back_but_a_reset_does(state_file):
     store = make_store(state_file)
     store.load()

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 
 from . import __version__
 from .config import Config, ConfigError, find_config_file, load_config
+from .slots import MAX_EVENT_ID
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -128,6 +129,8 @@ def _event_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"event ids start at 1: {text!r}")
+    if value > MAX_EVENT_ID:
+        raise argparse.ArgumentTypeError(f"event ids end at {MAX_EVENT_ID}: {text!r}")
     return value
 
 

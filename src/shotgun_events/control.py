@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 from .config import Config
+from .slots import MAX_EVENT_ID
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -111,7 +112,9 @@ def parse_request(data: bytes) -> ControlRequest:
     if not isinstance(plugin, str) or not plugin.strip() or len(plugin) > 512:
         raise BadRequestError("the request names no plugin")
     to, latest = fields.get("to"), fields.get("latest", False)
-    if to is not None and (isinstance(to, bool) or not isinstance(to, int) or to < 1):
+    if to is not None and (
+        isinstance(to, bool) or not isinstance(to, int) or not 1 <= to <= MAX_EVENT_ID
+    ):
         raise BadRequestError(f"'to' must be an event id, not {to!r}")
     if not isinstance(latest, bool):
         raise BadRequestError(f"'latest' must be true or false, not {latest!r}")

@@ -37,6 +37,11 @@ from typing import Dict, List, Optional, Tuple
 
 PluginKey = Tuple[str, str]
 
+#: The highest event id a position can hold (a signed 64-bit number, as the site's ids).
+#: Operator commands and loaded state files are checked against it: a larger value would
+#: fail here, in a worker, or at every start.
+MAX_EVENT_ID = 2**63 - 1
+
 MAGIC = b"SGEDPOS2"
 HEADER_SIZE = 64
 SLOT_SIZE = 1024

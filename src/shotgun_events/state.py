@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from .slots import Partial, PositionSlots, Slot, read_slots
+from .slots import MAX_EVENT_ID, Partial, PositionSlots, Slot, read_slots
 
 PluginKey = Tuple[str, str]
 
@@ -723,7 +723,10 @@ def parse_state_file(data: bytes) -> Tuple[_Entries, Optional[int]]:
         raise _DamagedStateError("the file is empty")
     text = data.strip()
     if text.isdigit():
-        return {}, int(text)
+        try:
+            return {}, _id_from_text(text)
+        except ValueError:
+            raise _DamagedStateError(f"{text[:40]!r} is too large for an event id") from None
     try:
         loaded = _StateUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _ForbiddenGlobalError as exc:
@@ -754,16 +757,16 @@ def _entries_from_classic(loaded: object) -> _Entries:
 
 
 def _saved_from_classic(key: PluginKey, state: object) -> _Saved:
-    if _is_int(state):
+    if _is_event_id(state):
         return _Saved(position=state)  # type: ignore[arg-type]
     if not (isinstance(state, (tuple, list)) and len(state) == 2):
         raise _DamagedStateError(f"plugin {key} holds {state!r}, not (position, gaps)")
     position, gaps = state
-    if not (position is None or _is_int(position)) or not isinstance(gaps, dict):
+    if not (position is None or _is_event_id(position)) or not isinstance(gaps, dict):
         raise _DamagedStateError(f"plugin {key} holds {state!r}, not (position, gaps)")
     saved = _Saved(position=position)
     for gap, expiry in gaps.items():
-        if not _is_int(gap) or not isinstance(expiry, _dt.datetime):
+        if not _is_event_id(gap) or not isinstance(expiry, _dt.datetime):
             raise _DamagedStateError(
                 f"plugin {key} has a gap {gap!r}: {expiry!r}, not id: datetime"
             )
@@ -813,7 +816,7 @@ def _apply_line(line: str, keys: Dict[str, PluginKey], entries: _Entries) -> Non
         raise ValueError(f"unknown line kind {kind!r}")
     key = keys[index]
     fields = rest.split(" ")
-    position = None if fields[0] == "-" else int(fields[0])
+    position = None if fields[0] == "-" else _id_from_text(fields[0])
     opened, closed = _parse_gap_fields(fields[1:])
     saved = entries.setdefault(key, _Saved())
     if kind == "S":
@@ -835,9 +838,9 @@ def _parse_gap_fields(fields: List[str]) -> Tuple[Dict[int, float], List[int]]:
             value = float(expiry)
             if not math.isfinite(value):
                 raise ValueError("expiry is not a number")
-            opened[int(gap)] = value
+            opened[_id_from_text(gap)] = value
         elif item.startswith("-"):
-            closed.append(int(item[1:]))
+            closed.append(_id_from_text(item[1:]))
         else:
             raise ValueError(f"unknown gap field {item!r}")
     return opened, closed
@@ -879,8 +882,17 @@ class _StateUnpickler(pickle.Unpickler):
 # --------------------------------------------------------------------------- small helpers
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_event_id(value: object) -> bool:
+    """An event id or position as a state file may hold it (0 is "before every event")."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EVENT_ID
+
+
+def _id_from_text(text: Union[str, bytes]) -> int:
+    """An event id written as digits; ValueError (a damaged line or file) when it is not."""
+    value = int(text)
+    if not 0 <= value <= MAX_EVENT_ID:
+        raise ValueError(f"{value} is not an event id")
+    return value
 
 
 def _text(value: object) -> str:
