@@ -45,6 +45,11 @@ max_conn_retries = 5
 fetch_interval = 5
 max_event_batch_size = 500
 
+
+[proxy]
+# Proxy settings for reaching the shotgun server.
+# http_proxy: $HTTP_PROXY$
+
 [shotgun]
 server: https://yoursite.shotgunstudio.com
 name: shotgunEventDaemon
@@ -707,6 +712,18 @@ def test_classic_sentry_section_warns_only_when_a_dsn_is_set(tmp_path):
     [warning] = config.warnings
     assert "[sentry] sentry_dsn: Sentry is not supported" in warning
     assert "0123456789abcdef" not in warning
+
+
+def test_classic_proxy_section_warns_only_when_http_proxy_is_set(tmp_path):
+    assert load_with(tmp_path, "proxy", {}).warnings == ()
+    assert load_with(tmp_path, "proxy", {"http_proxy": ""}).warnings == ()
+
+    config = load_with(tmp_path, "proxy", {"http_proxy": "ops:s3cret-proxy@proxy:3128"})
+
+    [warning] = config.warnings
+    assert "[proxy] http_proxy: not used; set the proxy as [shotgun] proxy_server" in warning
+    assert "s3cret-proxy" not in warning
+    assert config.site.proxy_server is None
 
 
 # --------------------------------------------------------------------------- the file itself

@@ -414,6 +414,9 @@ _FOLDER_OPTIONS = ("isolation", "ordering")
 _REQUIRED_SECTIONS = ("daemon", "shotgun", "plugins")
 # The classic file's [sentry] section: accepted, and only mentioned when a DSN is set.
 _SENTRY = "sentry"
+# The classic example file's [proxy] section (its http_proxy commented out): accepted, and
+# only mentioned when http_proxy is set, as [shotgun] proxy_server is what is used.
+_PROXY = "proxy"
 _SECRET_OPTIONS = {("shotgun", "key"), ("emails", "password")}
 _DEFAULT = "DEFAULT"
 # ConfigParser would merge [DEFAULT] into every section, which hides which options a
@@ -1062,12 +1065,15 @@ def _emails_enabled(
 
 def _warn_about_the_unknown(r: _Reader) -> None:
     """Unknown sections and options are ignored, but said, with the likely intended name."""
-    known_sections = [*_OPTIONS, _SENTRY]
+    known_sections = [*_OPTIONS, _SENTRY, _PROXY]
     for section in r.sections():
         if section == _DEFAULT:
             continue
         if section == _SENTRY:
             _warn_about_sentry(r)
+            continue
+        if section == _PROXY:
+            _warn_about_http_proxy(r)
             continue
         if section not in _OPTIONS and not section.startswith(_FOLDER_PREFIX):
             hint = difflib.get_close_matches(section.lower(), known_sections, n=1)
@@ -1096,6 +1102,19 @@ def _warn_about_sentry(r: _Reader) -> None:
             "when [emails] is set up)",
             _SENTRY,
             "sentry_dsn",
+        )
+
+
+def _warn_about_http_proxy(r: _Reader) -> None:
+    """The classic [proxy] section loads; an http_proxy in it is not used (it may hold a
+    password, so it is never shown)."""
+    proxy = r.raw(_PROXY, "http_proxy")
+    if proxy and proxy.strip():
+        r.warn(
+            "not used; set the proxy as [shotgun] proxy_server (host:port, or "
+            "user:password@host:port)",
+            _PROXY,
+            "http_proxy",
         )
 
 
