@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -65,3 +66,37 @@ def test_unknown_command_is_a_usage_error():
     result = run("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_demo_clears_the_positions_of_the_run_before_and_keeps_its_logs(tmp_path):
+    from shotgun_events.demo import clear_previous_state
+
+    kept = ["shotgunEventDaemon.conf", "logs/shotgunEventDaemon", "logs/plugin.logArgs"]
+    cleared = [
+        "shotgunEventDaemon.id",
+        "shotgunEventDaemon.id.prev",
+        "shotgunEventDaemon.id.journal.3",
+        "shotgunEventDaemon.id.positions.3",
+        "shotgunEventDaemon.id.status.json",
+    ]
+    kept += ["shotgunEventDaemon.id.lock"]  # a lock is never removed under its holder
+    for name in kept + cleared:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+
+    clear_previous_state(tmp_path)
+
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == (
+        sorted(kept)
+    )
+
+
+def test_demo_refuses_to_start_where_another_demo_runs(tmp_path, monkeypatch, capsys):
+    from shotgun_events.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo-run").mkdir()
+    (tmp_path / "demo-run" / "shotgunEventDaemon.pid").write_text(f"{os.getpid()}\n")
+
+    assert run_demo(seconds=1) == 1
+    assert "a demo already runs in" in capsys.readouterr().err

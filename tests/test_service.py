@@ -512,6 +512,7 @@ def test_the_init_d_script_starts_reports_and_stops_the_daemon(service):
         DAEMON=str(Path(sys.executable).with_name("shotgunEventDaemon")),
         CONFIG=str(service.config_path),
         DAEMON_USER="",
+        RUN_DIR=str(service.config_path.parent / "run"),
         SGED_TEST_RECORD=str(service.record_file),
     )
 
@@ -522,6 +523,8 @@ def test_the_init_d_script_starts_reports_and_stops_the_daemon(service):
 
     assert init_d("status").returncode == 3
     assert init_d("start").returncode == 0
+    # As root, start makes the pid file's folder (/run is emptied at boot).
+    assert (service.config_path.parent / "run").is_dir() == (os.getuid() == 0)
     assert is_running(service) and init_d("status").returncode == 0
     assert init_d("reload").returncode == 0
     assert init_d("stop").returncode == 0

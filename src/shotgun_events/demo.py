@@ -3,7 +3,8 @@
 It starts a site emulator with artists at work on a demo project, writes a config for it
 into ``./demo-run/``, and runs the daemon in the foreground with the example plugins, so
 events can be seen flowing in the terminal without a real site. Everything it writes stays
-in ``demo-run/`` (config, state, logs) for a look afterwards.
+in ``demo-run/`` (config, state, logs) for a look afterwards. Each run has a new site, so
+the state of the run before (positions on another site) is cleared at the start.
 """
 
 from __future__ import annotations
@@ -64,6 +65,24 @@ paths: {plugins}
     return path
 
 
+def clear_previous_state(folder: Path) -> None:
+    """Remove the saved positions of an earlier demo: they belong to a site that is gone,
+    and positions ahead of the new site would hold every plugin back until it passed them."""
+    for path in folder.glob("shotgunEventDaemon.id*"):
+        if path.is_file() and path.suffix not in (".lock", ".control"):
+            path.unlink()
+
+
+def running_demo(folder: Path) -> Optional[int]:
+    """The pid of a demo still running in ``folder`` (its state must not be cleared)."""
+    try:
+        pid = int((folder / "shotgunEventDaemon.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def run_demo(seconds: float = 60.0, rate: float = 2.0, plugins: Optional[str] = None) -> int:
     """Run the demo for ``seconds`` (0: until Ctrl-C); returns the exit code."""
     from .service import run_foreground
@@ -72,15 +91,21 @@ def run_demo(seconds: float = 60.0, rate: float = 2.0, plugins: Optional[str] = 
     if not plugin_folder.is_dir():
         print(f"demo: no plugin folder at {plugin_folder} (use --plugins)", file=sys.stderr)
         return 2
+    folder = Path("demo-run").resolve()
+    other = running_demo(folder)
+    if other is not None:
+        print(
+            f"demo: a demo already runs in {folder} (pid {other}); stop it first.", file=sys.stderr
+        )
+        return 1
     engine_key, example_key = secrets.token_hex(16), secrets.token_hex(16)
     os.environ["SGED_EXAMPLE_SCRIPT"] = EXAMPLE_SCRIPT
     os.environ["SGED_EXAMPLE_KEY"] = example_key
     site = Emulator(scripts={ENGINE_SCRIPT: engine_key, EXAMPLE_SCRIPT: example_key}).start()
     try:
         site.start_generator(rate, seed=7)
-        config = load_config(
-            write_demo_config(Path("demo-run").resolve(), site.url, engine_key, plugin_folder)
-        )
+        clear_previous_state(folder)
+        config = load_config(write_demo_config(folder, site.url, engine_key, plugin_folder))
         print(
             f"demo: site emulator at {site.url}, artists at work (~{rate:g} events/s); "
             f"plugins from {plugin_folder}; files in {config.path.parent}.\n"
