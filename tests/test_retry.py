@@ -632,3 +632,23 @@ def test_a_bare_decorator_keeps_the_functions_name_and_result():
     assert flaky_fast(42) == 42
     assert len(sleeps) == 2
     assert flaky(7) == 7
+
+
+def test_the_documented_defaults_are_the_policys_defaults():
+    """docs/retry.md and the example config quote the defaults; they once drifted apart."""
+    import re
+    from pathlib import Path
+
+    from shotgun_events.config import RetryPolicy
+
+    repo = Path(__file__).resolve().parents[1]
+    defaults = RetryPolicy()
+    table = dict(
+        re.findall(r"^\| `(\w+)` \| ([\d.]+) \|", (repo / "docs/retry.md").read_text(), re.M)
+    )
+    example = (repo / "conf/shotgunEventDaemon.conf").read_text()
+    [line] = re.findall(r"#\s+plugin_retry: (attempts=.*)", example)
+    in_config = dict(part.strip().split("=") for part in line.split(","))
+    for part in ("attempts", "first_delay", "max_delay", "give_up_after", "jitter"):
+        assert float(table[part]) == getattr(defaults, part), part
+        assert float(in_config[part]) == getattr(defaults, part), part
