@@ -502,6 +502,15 @@ def test_plugin_errors_are_emailed_once_and_repeats_are_counted_at_stop(site, se
     assert "4 x since" in summary and "plugin.flaky" in summary
 
 
+def test_start_warns_on_the_terminal_about_a_missing_plugin_folder(service):
+    service.plugin_dir = service.root / "pluigns"  # a typo in paths
+    service.write_config()
+    result = service.command("start")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warning: plugin folder {service.plugin_dir} is not there (yet)" in result.stderr
+    assert service.command("stop").returncode == 0
+
+
 # --------------------------------------------------------------------------- contrib
 
 

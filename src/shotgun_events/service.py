@@ -728,6 +728,17 @@ def _take_locks_and_logs(
     return locks, logs
 
 
+def _warn_about_missing_plugin_folders(config: Config) -> None:
+    """Not an error (a folder may be deployed later), but after detaching only the log
+    would say it, and a typo in ``paths`` would look like a daemon that does nothing."""
+    for folder in config.plugins.folders:
+        if not Path(folder.path).is_dir():
+            _say(
+                f"warning: plugin folder {folder.path} is not there (yet); the daemon looks "
+                "for it at every poll"
+            )
+
+
 def _say(message: str) -> None:
     print(f"shotgunEventDaemon: {message}", file=sys.stderr, flush=True)
 
@@ -768,6 +779,7 @@ def start_daemon(config: Config) -> int:
     if taken is None:
         return EXIT_FAILURE
     locks, logs = taken
+    _warn_about_missing_plugin_folders(config)
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:
