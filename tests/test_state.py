@@ -339,13 +339,19 @@ def test_records_without_a_checkpoint_survive_a_crash(state_file, clocks):
     assert loaded.plugins[KEY].gaps == {103: pytest.approx(clocks.mono + 300, abs=0.01)}
 
 
-def test_torn_last_journal_line_is_ignored(state_file):
+def journal_at_3_with_gap_2(state_file: Path) -> Path:
+    """A store whose plugin is at event 3 with gap 2 (so a journal is written); its journal."""
     store = make_store(state_file)
     store.load()
     progress = PluginProgress(position=1)
     journal = store.track(KEY, progress)
     advance(progress, journal, 3, opened=[2], deadline=time.monotonic() + 300)
     [journal_file] = journals(state_file)
+    return journal_file
+
+
+def test_torn_last_journal_line_is_ignored(state_file):
+    journal_file = journal_at_3_with_gap_2(state_file)
     with open(journal_file, "ab") as handle:
         handle.write(b"R 1 0")  # no newline: the write was torn
 
@@ -356,13 +362,8 @@ def test_torn_last_journal_line_is_ignored(state_file):
     assert set(loaded.plugins[KEY].gaps) == {2}
 
 
-def test_journal_lines_with_ids_too_large_for_a_position_are_skipped(state_file, caplog):
-    store = make_store(state_file)
-    store.load()
-    progress = PluginProgress(position=1)
-    journal = store.track(KEY, progress)
-    advance(progress, journal, 3, opened=[2], deadline=time.monotonic() + 300)
-    [journal_file] = journals(state_file)
+def test_journal_lines_with_ids_too_large_for_a_position_are_skipped(state_file):
+    journal_file = journal_at_3_with_gap_2(state_file)
     with open(journal_file, "ab") as handle:
         handle.write(b"R 1 %d\n" % 2**64)
         handle.write(b"P 1 4 +%d@1.0\n" % 2**63)

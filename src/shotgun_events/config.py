@@ -1091,31 +1091,34 @@ def _warn_about_the_unknown(r: _Reader) -> None:
 
 
 def _warn_about_sentry(r: _Reader) -> None:
-    """The classic [sentry] section loads; a DSN in it does nothing, which the user must know.
-
-    The DSN is never shown: it holds the project's key.
-    """
-    dsn = r.raw(_SENTRY, "sentry_dsn")
-    if dsn and dsn.strip():
-        r.warn(
-            "Sentry is not supported; the DSN is ignored (errors are logged, and emailed "
-            "when [emails] is set up)",
-            _SENTRY,
-            "sentry_dsn",
-        )
+    """The classic [sentry] section loads; a DSN in it does nothing, which the user must know."""
+    _warn_if_set(
+        r,
+        _SENTRY,
+        "sentry_dsn",
+        "Sentry is not supported; the DSN is ignored (errors are logged, and emailed when "
+        "[emails] is set up)",
+    )
 
 
 def _warn_about_http_proxy(r: _Reader) -> None:
-    """The classic [proxy] section loads; an http_proxy in it is not used (it may hold a
-    password, so it is never shown)."""
-    proxy = r.raw(_PROXY, "http_proxy")
-    if proxy and proxy.strip():
-        r.warn(
-            "not used; set the proxy as [shotgun] proxy_server (host:port, or "
-            "user:password@host:port)",
-            _PROXY,
-            "http_proxy",
-        )
+    """The classic [proxy] section loads; an http_proxy in it is not used."""
+    _warn_if_set(
+        r,
+        _PROXY,
+        "http_proxy",
+        "not used; set the proxy as [shotgun] proxy_server (host:port, or user:password@host:port)",
+    )
+
+
+def _warn_if_set(r: _Reader, section: str, option: str, message: str) -> None:
+    """Warn about a classic option that is accepted but does nothing, when it has a value.
+
+    The value is never shown: a DSN holds a project key, a proxy URL may hold a password.
+    """
+    value = r.raw(section, option)
+    if value and value.strip():
+        r.warn(message, section, option)
 
 
 # --------------------------------------------------------------------------- loading
