@@ -135,6 +135,25 @@ def test_replay_goes_on_past_errors_of_a_callback_without_stop_on_error(site, da
     assert PLUGIN_SCRIPT[1] not in result.stderr
 
 
+def test_replay_retries_transient_errors_per_the_retry_policy(tmp_path, site, daemon):
+    blink = tmp_path / "blink"
+    blink.touch()
+    daemon.env["BLINK_MARKER"] = str(blink)
+    daemon.write_config(plugin_retry="first_delay=0.1, jitter=0")  # the default for every callback
+    body = """
+    if os.path.exists(os.environ["BLINK_MARKER"]):
+        os.unlink(os.environ["BLINK_MARKER"])
+        raise ConnectionResetError("the site blinked")
+    """
+    daemon.add_plugin("steady", recorder_plugin(body=body, stop_on_error=True))
+    ids = new_events(site, 3)
+    result = replay(daemon, "--plugin", "steady", "--from", str(ids[0]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert daemon.seen("steady") == ids
+    assert "0 callback errors" in result.stdout
+    assert "ConnectionResetError" in result.stderr  # the outage's one line
+
+
 def test_replay_of_an_unknown_plugin_is_a_usage_error_listing_the_plugins(site, daemon):
     daemon.add_plugin("alpha", recorder_plugin())
     result = replay(daemon, "--plugin", "alpah", "--from", "1")

@@ -3,9 +3,11 @@
 For recovering after a bug fix: the events ``--from`` .. ``--to`` are read from the site and
 each one a callback of the plugin matches is handed to it exactly as a worker does: each
 callback with its own connection (``use_session_uuid`` passes the event's session on), one
-private copy of the event per plugin, callbacks in registration order, an error logged with
-its traceback; a callback registered with ``stopOnError`` stops the replay at the event it
-failed on (exit 1, naming it), any other error is counted and the replay goes on.
+private copy of the event per plugin, callbacks in registration order, transient site
+errors retried per the callback's retry policy (``retry=``, else ``[daemon] plugin_retry``),
+an error logged with its traceback; a callback registered with ``stopOnError`` stops the
+replay at the event it failed on (exit 1, naming it), any other error is counted and the
+replay goes on.
 
 It must never touch the state file or its journal: no plugin's saved position moves, not
 even the replayed plugin's, so it may run while the daemon runs. It logs to the terminal
@@ -25,8 +27,9 @@ from typing import List, Optional, Tuple
 
 from .config import Config, PluginFolderSettings
 from .logs import LINE_FORMAT, RedactingFormatter, Redactor
-from .plugins import Plugin, PluginEnvironment, scan_folder
+from .plugins import Callback, Plugin, PluginEnvironment, scan_folder
 from .reader import Event
+from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import OutageMonitor, Site, Stopping
 from .workers import copy_event
 
@@ -104,6 +107,7 @@ def load_plugin(config: Config, name: str, folder: Optional[str], redactor: Reda
         site_timeout=config.daemon.site_timeout,
         add_secret=redactor.add,
         log_level=config.daemon.log_level,
+        default_retry=config.daemon.plugin_retry,
     )
     plugin = Plugin(settings.path, path, environment)
     if not plugin.load():
@@ -121,6 +125,7 @@ class Replay:
         self.config = config
         self.plugin = plugin
         self.stop_event = stop_event
+        self.outage_log = OutageLog()
         self.site = Site(
             config.site.server,
             config.site.script_name,
@@ -171,7 +176,9 @@ class Replay:
         own_copy = copy_event(event)
         for callback in callbacks:
             try:
-                callback(own_copy)
+                self._call(callback, own_copy, event)
+            except RetryInterrupted:
+                raise Stopping() from None
             except BaseException as error:  # SystemExit and KeyboardInterrupt too, as a worker
                 result.errors += 1
                 callback.logger.error(
@@ -188,6 +195,19 @@ class Replay:
         result.delivered += 1
         log.debug("Replayed event %d (%s).", event["id"], event.get("event_type"))
         return True
+
+    def _call(self, callback: Callback, own_copy: Event, event: Event) -> None:
+        """One callback on one event, retried as a worker does (a fresh copy each retry)."""
+        tries = iter([own_copy])
+        call_with_retry(
+            lambda: callback(next(tries, None) or copy_event(event)),
+            callback.retry_policy,
+            wait=self.stop_event.wait,
+            outage_log=self.outage_log,
+            plugin=self.plugin.name,
+            callback=callback.full_name,
+            event_id=event.get("id"),
+        )
 
 
 # --------------------------------------------------------------------------- the command
