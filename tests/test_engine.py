@@ -342,6 +342,7 @@ def test_positions_ahead_of_the_site_are_named_once_and_wait_for_the_site(site, 
     daemon.wait_started()
     newest = history[-1]
     warning = f"saved positions of alpha, beta are ahead of the site's newest event ({newest})"
+    daemon.wait_for(lambda: warning in daemon.log(), 20, "the warning")
     assert daemon.log().count(warning) == 1
     later = new_events(site, 5)
     daemon.wait_seen("alpha", later[3:])
@@ -473,6 +474,67 @@ def test_strict_ordering_releases_held_events_when_the_gap_times_out(site, daemo
     after = new_events(site, 3)
     daemon.wait_seen("strict", after, timeout=20)
     assert daemon.seen("strict") == after
+    daemon.stop()
+
+
+def test_a_slow_strict_plugin_gets_a_late_event_that_came_in_time(site, daemon):
+    """The late event's news is queued behind the batch the slow plugin reaches after the
+    gap deadline: the plugin must not give the id up on its own clock."""
+    daemon.plugin_options["ordering"] = "strict"
+    daemon.write_config(gap_timeout=2)
+    started(daemon, ("strict", recorder_plugin(body="time.sleep(1.0)")))
+    before = new_events(site, 3)  # 3 s of work
+    late = site.reserve_event_id()
+    after = new_events(site, 2)
+    time.sleep(0.5)
+    late.commit(event_type="Shotgun_Shot_Change", attribute_name="sg_status_list")
+    daemon.wait_for(lambda: "Late events arrived" in daemon.log(), 10, "the engine to see it")
+    daemon.wait_seen("strict", [*before, *after], timeout=20)
+    time.sleep(1.0)
+    assert daemon.seen("strict") == [*before, late.id, *after]
+    daemon.stop()
+
+
+def test_a_full_strict_buffer_gives_up_only_the_wait_that_holds_it_back(site, daemon):
+    daemon.plugin_options["ordering"] = "strict"
+    daemon.write_config(gap_timeout=30, max_event_batch_size=5, max_plugin_backlog=5)
+    started(daemon, ("strict", recorder_plugin()))
+    site.reserve_event_id()  # never committed: the full buffer gives it up
+    held = new_events(site, 4)
+    time.sleep(1.0)  # the engine reads that page: 4 events held behind the missing id
+    more = new_events(site, 1)
+    late = site.reserve_event_id()
+    last = new_events(site, 1)
+    daemon.wait_seen("strict", held + more)
+    late.commit(event_type="Shotgun_Shot_Change", attribute_name="sg_status_list")
+    daemon.wait_seen("strict", [late.id, *last])
+    assert daemon.seen("strict") == [*held, *more, late.id, *last]
+    daemon.stop()
+
+
+POISON_BODY = """
+if event.get("attribute_name") == "poison":
+    raise ValueError("poisoned event %d" % event["id"])
+"""
+
+
+def test_a_late_event_a_plugin_keeps_failing_on_past_its_deadline_is_kept(site, daemon):
+    daemon.write_config(gap_timeout=2)
+    started(daemon, ("fragile", recorder_plugin(body=POISON_BODY)))
+    before = new_events(site, 2)
+    late = site.reserve_event_id()
+    after = new_events(site, 2)
+    daemon.wait_seen("fragile", before + after)
+    late.commit(event_type="Shotgun_Shot_Change", attribute_name="poison")
+    stopped = f"at event {late.id}; it resumes"
+    daemon.wait_for(lambda: stopped in daemon.log(), 20, "the failure on the late event")
+    time.sleep(3)  # past the gap deadline while stopped
+    daemon.add_plugin("fragile", recorder_plugin(body=POISON_BODY + "# not fixed yet\n"))
+    daemon.wait_for(lambda: daemon.log().count(stopped) >= 2, 20, "the second failure")
+    daemon.add_plugin("fragile", recorder_plugin())  # fixed: resumes from the failed event
+    more = new_events(site, 2)
+    daemon.wait_seen("fragile", [late.id, *more])
+    assert sorted(daemon.seen("fragile")) == sorted([*before, *after, late.id, *more])
     daemon.stop()
 
 

@@ -7,6 +7,8 @@ crashes are restarted up to a limit, a growing worker is recycled, and everythin
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness import recorder_plugin
@@ -121,6 +123,34 @@ def test_a_growing_worker_is_recycled_between_events(site, isolated):
         ids += new_events(site, 1)
         isolated.wait_seen("leaky", ids, timeout=30)
     assert "leaky" in isolated.log() and "recycl" in isolated.log().lower()
+    isolated.stop()
+
+
+def test_a_recycle_that_cannot_load_the_plugin_stops_it_before_the_next_event(site, isolated):
+    cannot_load = isolated.root / "cannot-load"
+    isolated.write_config(max_worker_memory_mb=1)  # every worker is over it: recycled each event
+    source = recorder_plugin({"Shotgun_Shot_Change": ["want"]}).replace(
+        "def registerCallbacks(reg):\n",
+        "def registerCallbacks(reg):\n"
+        f"    if os.path.exists({str(cannot_load)!r}):\n"
+        "        raise RuntimeError('cannot load now')\n",
+    )
+    assert "cannot load now" in source
+    started(isolated, ("picky", source))
+    first = new_events(site, 1, attribute_name="want")
+    isolated.wait_seen("picky", first, timeout=30)
+    cannot_load.touch()
+    new_events(site, 1, attribute_name="other")  # the recycle before this one fails
+    time.sleep(1.0)
+    wanted = new_events(site, 1, attribute_name="want")  # the plugin is inactive now
+    time.sleep(1.0)
+    new_events(site, 1, attribute_name="other")  # a later page must not move it past
+    time.sleep(1.0)
+    cannot_load.unlink()
+    isolated.add_plugin("picky", source + "\n# fixed\n")
+    last = new_events(site, 1, attribute_name="want")
+    isolated.wait_seen("picky", wanted + last, timeout=30)
+    assert isolated.seen("picky") == first + wanted + last
     isolated.stop()
 
 

@@ -70,6 +70,26 @@ def test_a_full_buffer_gives_up_the_oldest_wait():
     assert drain(order) == [(DELIVER, 2), (DELIVER, 3), (DELIVER, 4), (DELIVER, 5)]
 
 
+def test_a_full_buffer_gives_up_only_the_wait_that_holds_too_much_back():
+    order = StrictOrder(position=0, limit=3)
+    order.add_batch([ev(2), ev(3)], through=3, missing=[1], deadline=99)
+    assert drain(order) == []
+    order.add_batch([ev(4), ev(6)], through=6, missing=[5], deadline=99)
+    assert order.forced == [1]  # without 1, only 6 is held back (behind 5): under the limit
+    assert drain(order) == [(DELIVER, 2), (DELIVER, 3), (DELIVER, 4)]
+    order.add_late([ev(5)])
+    assert drain(order) == [(DELIVER, 5), (DELIVER, 6)]
+
+
+def test_without_a_clock_waits_end_only_by_arrival_or_expiry():
+    order = StrictOrder(position=10, limit=100)
+    order.add_batch([ev(12)], through=12, missing=[11], deadline=5)
+    assert order.overdue(now=6) == [11]
+    assert drain(order, now=None) == []  # the caller asks the site before giving it up
+    order.expire([11])
+    assert drain(order, now=None) == [(DELIVER, 12)]
+
+
 def test_a_missing_id_read_again_after_it_arrived_is_delivered_once_and_blocks_nothing():
     order = StrictOrder(position=10, limit=100)
     order.add_batch([ev(11), ev(13)], through=13, missing=[12], deadline=99)

@@ -12,7 +12,7 @@ more than ``limit`` events (past that, the oldest wait is given up, loudly).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 Event = Dict[str, Any]
 
@@ -47,6 +47,10 @@ class StrictOrder:
         self.through = max(self.through, through)
         while len(self.pending) > self.limit and self.waiting:
             oldest = min(self.waiting)
+            # Only the events above the oldest wait are held back; the others go out at the
+            # next drain. Give up a wait only while what it holds back is past the limit.
+            if sum(1 for event_id in self.pending if event_id > oldest) <= self.limit:
+                break
             del self.waiting[oldest]
             self.forced.append(oldest)
 
@@ -60,6 +64,10 @@ class StrictOrder:
         for gap in ids:
             self.waiting.pop(gap, None)
 
+    def overdue(self, now: float) -> List[int]:
+        """The missing ids whose deadline has passed (for the caller to ask for once more)."""
+        return [gap for gap, deadline in self.waiting.items() if deadline <= now]
+
     def blocked_on(self) -> Optional[int]:
         """The missing id that holds events back, if any."""
         if not self.waiting:
@@ -69,13 +77,17 @@ class StrictOrder:
             return None
         return lowest
 
-    def next_step(self, now: float) -> Optional[Tuple[str, Any]]:
-        """What to do next: (DELIVER, event), (ADVANCE, id), or None (done, or blocked)."""
+    def next_step(self, now: Optional[float]) -> Optional[Tuple[str, Any]]:
+        """What to do next: (DELIVER, event), (ADVANCE, id), or None (done, or blocked).
+
+        A wait whose deadline is at or before ``now`` is given up; with ``now`` None, waits
+        end only by ``add_batch``/``add_late`` (the id arrived) or ``expire``.
+        """
         while True:
             lowest_wait = min(self.waiting) if self.waiting else None
             lowest_event = min(self.pending) if self.pending else None
             if lowest_wait is not None and (lowest_event is None or lowest_wait < lowest_event):
-                if self.waiting[lowest_wait] <= now:
+                if now is not None and self.waiting[lowest_wait] <= now:
                     del self.waiting[lowest_wait]  # timed out: stop holding back for it
                     continue
                 if lowest_wait - 1 > self.position:

@@ -459,14 +459,25 @@ class PluginWorker:
 
         Expired gaps are asked for one last time before they are dropped: a plugin that was
         inactive or stopped past a gap's deadline still gets an event that arrived meanwhile.
+        An id the site returned is never dropped: if the plugin stopped on it (or a command
+        interrupted it), it stays open, to be delivered when the plugin goes on.
         """
         self._last_recheck = time.monotonic()
-        if self._strict is not None and self._strict.waiting:
-            self._apply_late(site.events_by_id(list(self._strict.waiting)))
-        if self.progress.gaps:
-            self._apply_late(site.events_by_id(list(self.progress.gaps)))
+        asked = set(self.progress.gaps)
+        if self._strict is not None:
+            asked.update(self._strict.waiting)
+        if not asked:
+            return
+        found = site.events_by_id(sorted(asked))
+        self._apply_late(found)
+        if self.mode != CATCHING_UP:
+            return  # stopped on one of them: every gap stays as it is
+        returned = {event["id"] for event in found}
         now = time.monotonic()
         expired = [gap for gap, deadline in self.progress.gaps.items() if deadline <= now]
+        if self._strict is not None:
+            expired += self._strict.overdue(now)
+        expired = [gap for gap in expired if gap not in returned]
         if expired:
             self._expire(expired)
 
@@ -564,7 +575,7 @@ class PluginWorker:
             )
             order.forced = []
         while True:
-            step = order.next_step(time.monotonic())
+            step = order.next_step(self._strict_clock(order))
             if step is None:
                 return
             kind, value = step
@@ -579,14 +590,42 @@ class PluginWorker:
                 return
             self._advance(value["id"], (), 0.0)
 
+    def _strict_clock(self, order: StrictOrder) -> Optional[float]:
+        """The time against which strict waits are given up (None: they are not).
+
+        Catching up, this worker asks the site for its missing ids and gives them up itself
+        (``_recheck_gaps``). Attached, the engine does: it asks one last time at the deadline
+        and sends LateEvents or ExpiredGaps, which may still be queued behind the batch in
+        hand when a slow plugin reaches it; so queued news is taken first, and the worker's
+        own clock (a safety net) gives the engine one more gap_timeout.
+        """
+        if self.mode != ATTACHED:
+            return None
+        now = time.monotonic() - self.hub.gap_timeout
+        if order.overdue(now):
+            self._take_queued_gap_news(order)
+        return now
+
+    def _take_queued_gap_news(self, order: StrictOrder) -> None:
+        """Apply the LateEvents and ExpiredGaps messages waiting in the inbox to ``order``
+        now (they stay queued; handled again later, they change nothing)."""
+        with self._cond:
+            queued = [m for m in self._inbox if isinstance(m, (LateEvents, ExpiredGaps))]
+        for message in queued:
+            if isinstance(message, LateEvents):
+                order.add_late(message.events)
+            else:
+                order.expire(message.ids)
+
     # ------------------------------------------------------------ delivery
 
     def _deliver(self, event: Event) -> bool:
         """Run every callback that wants this event; False when the plugin must stop."""
-        if not self.plugin.active:
-            return False
         if self._recycle is not None:  # process isolation: a worker grown past its limit
             self._recycle()  # is replaced between events (a read of /proc)
+        if not self.plugin.active:  # e.g. a recycled worker process could not load it
+            self._stopped_before(event["id"])
+            return False
         callbacks = self.plugin.callbacks_for(event)
         if not callbacks:
             return True
@@ -617,9 +656,7 @@ class PluginWorker:
                     self._read_again_after_interruption(event_id, signature, done)
                     return False
                 if outcome is _DISABLED:  # its worker process kept dying (already logged)
-                    self.failed_event_id = event_id
-                    self.mode = INACTIVE
-                    self._detach()
+                    self._stopped_before(event_id)
                     return False
                 if outcome is _FAILED and callback.stop_on_error:
                     self._stop_plugin(callback, event)
@@ -629,6 +666,13 @@ class PluginWorker:
         self.stats.delivered += 1
         self.observer.event_delivered(self.plugin.name)
         return True
+
+    def _stopped_before(self, event_id: int) -> None:
+        """The plugin went inactive (already logged): it waits, its position before this
+        event, and is fed nothing more (a later batch would move the position past it)."""
+        self.failed_event_id = event_id
+        self.mode = INACTIVE
+        self._detach()
 
     def _read_again_after_interruption(self, event_id: int, signature: int, done: int) -> None:
         """A reload or an operator's command cut a retry wait short: the event in hand and
@@ -780,9 +824,7 @@ class PluginWorker:
         self.plugin.deactivate(reason)
         # A warning: the callback's error (one alert) already said the plugin stops.
         self.plugin.logger.warning("Plugin %s %s.", self.plugin.name, reason)
-        self.failed_event_id = event.get("id")
-        self.mode = INACTIVE
-        self._detach()
+        self._stopped_before(event["id"])
 
     # ------------------------------------------------------------ operator commands
 
