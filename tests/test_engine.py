@@ -538,6 +538,22 @@ def test_a_late_event_a_plugin_keeps_failing_on_past_its_deadline_is_kept(site, 
     daemon.stop()
 
 
+def test_an_exception_whose_str_fails_is_one_callback_error_and_the_plugin_goes_on(site, daemon):
+    broken_error = recorder_plugin(
+        before="class PublishError(Exception): __str__ = lambda self: 404  # not a str",
+        body="if event['attribute_name'] == 'bad': raise PublishError()",
+        stop_on_error=False,
+    )
+    started(daemon, ("publisher", broken_error))
+    bad = new_events(site, 1, attribute_name="bad")
+    after = new_events(site, 2)
+    daemon.wait_seen("publisher", after)
+    assert daemon.seen("publisher") == after
+    assert f"Callback publisher.callback failed on event {bad[0]}" in daemon.log()
+    assert "unexpected error" not in daemon.log()
+    daemon.stop()
+
+
 def test_a_callback_past_its_deadline_is_reported_once_in_thread_mode(site, daemon):
     slow = recorder_plugin(body="time.sleep(2.5)").replace(
         "stopOnError=True)", "stopOnError=True, timeout=0.5)"

@@ -255,6 +255,29 @@ def test_callback_errors_arrive_with_the_worker_traceback_and_whether_they_are_t
     assert plugin.pid == pid and plugin.restarts == 0
 
 
+def test_an_exception_whose_str_fails_is_reported_and_the_worker_goes_on(make_plugin):
+    plugin = make_plugin(
+        f"""
+        class PublishError(Exception):
+            def __str__(self):
+                return 404  # not a str: str() raises TypeError
+
+        def registerCallbacks(reg):
+            reg.registerCallback({SCRIPT_NAME!r}, {SCRIPT_KEY!r}, publish)
+
+        def publish(sg, logger, event, args):
+            raise PublishError()
+        """
+    )
+    assert plugin.load()
+    (callback,) = plugin.callbacks
+    pid = plugin.pid
+    with pytest.raises(RemoteCallbackError) as raised:
+        callback(event(1))
+    assert str(raised.value) == "PublishError: <PublishError: its str() failed>"
+    assert plugin.pid == pid and plugin.restarts == 0
+
+
 def test_logs_from_the_worker_process_reach_the_daemons_handlers(make_plugin, records):
     plugin = make_plugin(
         f"""

@@ -6,6 +6,8 @@ faults injected; delays are checked with an injected clock and random source, ne
 
 from __future__ import annotations
 
+import http.server
+import io
 import logging
 import threading
 import urllib.error
@@ -365,6 +367,67 @@ def test_the_chain_is_followed_two_links_deep_only():
 )
 def test_other_services_errors_are_classified_like_the_sites(error, transient):
     assert is_transient(error) is transient
+
+
+class StorageAnswering(http.server.BaseHTTPRequestHandler):
+    """A file store (S3, the site's own) that answers every request with ``code``."""
+
+    code = 503
+
+    def _answer(self) -> None:
+        self.send_response(self.code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = _answer  # noqa: N815 - the names http.server calls
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def storage():
+    """Yields a function: the URL of a store answering that HTTP status to every request."""
+    servers = []
+
+    def answering(code: int) -> str:
+        handler = type("Handler", (StorageAnswering,), {"code": code})
+        server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield answering
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def offline_client() -> shotgun_api3.Shotgun:
+    sg = shotgun_api3.Shotgun("http://127.0.0.1:9", "script", "key-123456", connect=False)
+    sg.BACKOFF = 0  # the client's own retries without pauses
+    return sg
+
+
+@pytest.mark.parametrize(("code", "transient"), [(503, True), (404, False)])
+def test_the_clients_download_errors_are_judged_by_what_they_wrap(storage, code, transient):
+    with pytest.raises(shotgun_api3.ShotgunFileDownloadError) as raised:
+        offline_client().download_attachment({"url": storage(code) + "/plate.exr"})
+    assert is_transient(raised.value) is transient
+
+
+def test_an_upload_answered_503_past_the_clients_own_retries_is_transient(storage):
+    with pytest.raises(shotgun_api3.ShotgunError) as raised:
+        offline_client()._upload_data_to_storage(
+            io.BytesIO(b"frame"), "image/jpeg", 5, storage(503) + "/bucket/part"
+        )
+    assert is_transient(raised.value)
+
+
+def test_the_clients_own_errors_without_a_cause_are_not_transient():
+    assert is_transient(shotgun_api3.ShotgunError("Max attempts limit reached."))
+    assert not is_transient(shotgun_api3.ShotgunError("Path must be a valid file, got 'x'"))
+    assert not is_transient(shotgun_api3.ShotgunThumbnailNotReady("not ready"))
 
 
 # --------------------------------------------------------------------------- OutageLog

@@ -149,7 +149,7 @@ _TRANSIENT_HTTPLIB2 = (httplib2.ServerNotFoundError, httplib2.FailedToDecompress
 #: Errors that are a bug or a refusal, whatever caused them: never retried, and their
 #: chain is not searched (a KeyError raised while handling a 503 is still a bug).
 _NEVER_TRANSIENT = (
-    shotgun_api3.ShotgunError,  # Fault (a bad field, a bad filter), AuthenticationFault
+    shotgun_api3.Fault,  # a bad field, a bad filter; AuthenticationFault
     ArithmeticError,
     AssertionError,
     AttributeError,
@@ -162,6 +162,9 @@ _NEVER_TRANSIENT = (
     ValueError,
     MemoryError,
 )
+
+#: What shotgun_api3 raises when its own retries of a request or an upload are used up.
+_CLIENT_GAVE_UP = ("Max attempts limit reached.",)
 
 #: The error itself, then this many links of its ``__cause__``/``__context__`` chain.
 _CHAIN_DEPTH = 2
@@ -221,6 +224,10 @@ def _verdict(error: BaseException) -> Optional[bool]:
         return error.errno in _TRANSIENT_ERRNO
     if isinstance(error, _NEVER_TRANSIENT):
         return False
+    if type(error) is shotgun_api3.ShotgunError and error.args == _CLIENT_GAVE_UP:
+        return True  # the client's own retries of an upload or a request were used up
+    # Other ShotgunErrors (uploads and downloads answered 503, ...) wrap what caused them:
+    # the chain decides.
     return None
 
 

@@ -116,8 +116,17 @@ def describe_error(error: BaseException) -> str:
     """One line about a failed request, without anything secret in it."""
     if isinstance(error, shotgun_api3.ProtocolError):
         return f"HTTP {error.errcode} {error.errmsg}"
-    text = str(error).strip().splitlines()
+    text = error_text(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when the exception's own ``__str__`` fails: a plugin's
+    exception class may be broken, and reporting it must never fail in turn."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - any failure of a plugin's __str__
+        return f"<{type(error).__name__}: its str() failed>"
 
 
 class EngineShotgun(shotgun_api3.Shotgun):

@@ -26,7 +26,7 @@ from .plugins import Callback, Plugin
 from .process_worker import PluginDisabled, WorkerDied
 from .reader import Event, Page, ids_between
 from .retry import OutageLog, RetryInterrupted, call_with_retry
-from .site import Site, Stopping
+from .site import Site, Stopping, error_text
 from .slots import Partial
 from .state import PluginProgress, ProgressJournal
 
@@ -750,7 +750,7 @@ class PluginWorker:
         if error is None:
             return _DONE
         stats.errors += 1
-        stats.last_error = f"{type(error).__name__}: {error}"
+        stats.last_error = f"{type(error).__name__}: {error_text(error)}"
         callback.logger.error(
             "Callback %s failed on event %s (%s)%s.",
             callback.full_name,
