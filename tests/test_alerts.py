@@ -397,6 +397,26 @@ def test_other_logger_or_exception_type_is_a_different_error(smtp_server, alerts
     assert handler.stats.suppressed == 1
 
 
+def test_errors_from_worker_processes_are_told_apart_by_their_own_exception_type(
+    smtp_server, alerts
+):
+    """Process isolation: a callback's error arrives as RemoteCallbackError."""
+    from shotgun_events.process_worker import RemoteCallbackError
+
+    collector, port = smtp_server()
+    handler = alerts(settings_for(port, rate_limit_window=600), clock=FakeClock())
+    logger = alerts.logger("plugin.mailtest_remote", handler)
+
+    for summary, error_type in [("KeyError: 'x'", "KeyError"), ("ValueError: y", "ValueError")]:
+        remote = RemoteCallbackError(summary, "Traceback ...", False, error_type)
+        fail_with(remote, logger, "Callback failed")
+        fail_with(remote, logger, "Callback failed")
+    assert handler.flush(10)
+
+    assert len(collector.received) == 2
+    assert handler.stats.suppressed == 2
+
+
 def test_window_zero_mails_every_repeat(smtp_server, alerts):
     collector, port = smtp_server()
     handler = alerts(settings_for(port, rate_limit_window=0), clock=FakeClock())

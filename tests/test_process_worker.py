@@ -28,6 +28,7 @@ from shotgun_events.process_worker import (
     RemoteTraceback,
     WorkerDied,
 )
+from test_alerts import FakeClock, alerts, settings_for, smtp_server  # noqa: F401 - fixtures
 
 SCRIPT_NAME, SCRIPT_KEY = PLUGIN_SCRIPT
 
@@ -276,6 +277,52 @@ def test_an_exception_whose_str_fails_is_reported_and_the_worker_goes_on(make_pl
         callback(event(1))
     assert str(raised.value) == "PublishError: <PublishError: its str() failed>"
     assert plugin.pid == pid and plugin.restarts == 0
+
+
+def test_a_plugins_own_debug_level_holds_in_its_worker_process(make_plugin, records):
+    """The classic logArgs idiom: a plugin turns on its own DEBUG lines."""
+    plugin = make_plugin(
+        f"""
+        import logging
+
+        def registerCallbacks(reg):
+            reg.registerCallback({SCRIPT_NAME!r}, {SCRIPT_KEY!r}, chatty)
+            reg.logger.setLevel(logging.DEBUG)
+
+        def chatty(sg, logger, event, args):
+            logger.debug("looking at event %s", event["id"])
+        """,
+        name="chatty",
+    )
+    assert plugin.load()
+    plugin.callbacks[0](event(7))
+    assert [r.getMessage() for r in records.by("plugin.chatty.chatty")] == ["looking at event 7"]
+
+
+def test_a_worker_process_error_logged_per_event_is_one_alert_with_repeats(
+    make_plugin,
+    smtp_server,  # noqa: F811 - the fixture imported from test_alerts
+    alerts,  # noqa: F811
+):
+    collector, port = smtp_server()
+    handler = alerts(settings_for(port, rate_limit_window=600), clock=FakeClock())
+    alerts.logger("plugin.publisher", handler)
+    plugin = make_plugin(
+        f"""
+        def registerCallbacks(reg):
+            reg.registerCallback({SCRIPT_NAME!r}, {SCRIPT_KEY!r}, publish, stopOnError=False)
+
+        def publish(sg, logger, event, args):
+            logger.error("Could not publish the version of event %s", event["id"])
+        """,
+        name="publisher",
+    )
+    assert plugin.load()
+    for event_id in range(1, 11):
+        plugin.callbacks[0](event(event_id))
+    assert handler.flush(10)
+    assert len(collector.received) == 1
+    assert handler.stats.suppressed == 9
 
 
 def test_logs_from_the_worker_process_reach_the_daemons_handlers(make_plugin, records):

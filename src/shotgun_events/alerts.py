@@ -174,11 +174,22 @@ class RateLimiter:
         self._keys[key] = memory
 
 
+#: Record attributes that carry the template and the exception class of a record logged in
+#: a plugin's worker process (process isolation), where the message arrives formatted.
+ALERT_TEMPLATE = "sged_template"
+ALERT_ERROR_TYPE = "sged_error_type"
+
+
 def alert_key(record: logging.LogRecord) -> AlertKey:
     """The same template from the same logger with the same exception type is one error,
     whatever the arguments (event ids, entity names) that were formatted into it."""
-    exc_type = record.exc_info[0] if record.exc_info else None
-    return (record.name, str(record.msg), exc_type.__name__ if exc_type else None)
+    template = getattr(record, ALERT_TEMPLATE, None) or str(record.msg)
+    error_type = getattr(record, ALERT_ERROR_TYPE, None)
+    if error_type is None and record.exc_info and record.exc_info[0] is not None:
+        error = record.exc_info[1]
+        # A callback error from a worker process: its own class, not RemoteCallbackError.
+        error_type = getattr(error, "error_type", "") or record.exc_info[0].__name__
+    return (record.name, template, error_type)
 
 
 # --------------------------------------------------------------------------- composing

@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, NoReturn, Optional, Tuple
 
+from .alerts import ALERT_ERROR_TYPE, ALERT_TEMPLATE
 from .config import RetryPolicy
 from .matching import EventMatcher
 from .plugins import EmailSetting, Plugin, PluginEnvironment, file_signature
@@ -99,11 +100,16 @@ class RemoteCallbackError(ProcessWorkerError):
     exception (the exception itself stays there: it may not even be picklable).
     """
 
-    def __init__(self, summary: str, traceback_text: str, transient: bool) -> None:
+    def __init__(
+        self, summary: str, traceback_text: str, transient: bool, error_type: str = ""
+    ) -> None:
         super().__init__(summary)
         self.summary = summary
         self.traceback_text = traceback_text
         self.transient = bool(transient)
+        #: The class name of the exception in the worker process (alerts tell errors apart
+        #: by it, as in thread mode).
+        self.error_type = error_type
         self.__cause__ = RemoteTraceback(
             f"in the plugin's worker process:\n{traceback_text.rstrip()}"
         )
@@ -193,7 +199,8 @@ class LoadReport:
 
 
 #: A callback call's reply: None when it worked, else (summary, traceback text, transient).
-CallReply = Optional[Tuple[str, str, bool]]
+#: None (the callback returned), or (summary, traceback text, transient, exception class name).
+CallReply = Optional[Tuple[str, str, bool, str]]
 
 
 # --------------------------------------------------------------------------- the daemon's side
@@ -648,10 +655,11 @@ def _emit(fields: Dict[str, Any]) -> None:
     """Hand a worker process's log record to the daemon's logger of the same name."""
     record = logging.makeLogRecord(fields)
     logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        # Handlers report their own errors; the reader thread must stay alive.
-        with contextlib.suppress(Exception):
-            logger.handle(record)
+    # No level check here: the worker process's logger already applied the plugin's own
+    # level (a plugin may turn on its DEBUG lines), which this side does not know.
+    # Handlers report their own errors; the reader thread must stay alive.
+    with contextlib.suppress(Exception):
+        logger.handle(record)
 
 
 def _shut(conn: Connection) -> None:
@@ -753,6 +761,10 @@ def _portable(record: logging.LogRecord) -> Dict[str, Any]:
     fields = dict(record.__dict__)
     fields["msg"] = record.getMessage()
     fields["args"] = None
+    # What alerts tell distinct errors by (alerts.alert_key), lost with the formatting.
+    fields[ALERT_TEMPLATE] = str(record.msg)
+    if record.exc_info and record.exc_info[0] is not None:
+        fields[ALERT_ERROR_TYPE] = record.exc_info[0].__name__
     if record.exc_info:
         if not record.exc_text:
             fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
@@ -852,5 +864,5 @@ def _run(callback: Any, event: Dict[str, Any]) -> CallReply:
         tb = error.__traceback__
         own_frames_left_out = tb.tb_next if tb is not None and tb.tb_next is not None else tb
         text = "".join(traceback.format_exception(type(error), error, own_frames_left_out))
-        return (describe_error(error), text, is_transient(error))
+        return (describe_error(error), text, is_transient(error), type(error).__name__)
     return None
