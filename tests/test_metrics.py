@@ -104,6 +104,14 @@ def test_plugin_stuck_in_a_callback_is_unhealthy_and_named():
     assert "75 s" in reasons[0]
 
 
+def test_a_callbacks_own_deadline_is_the_limit_while_it_runs():
+    short = plugin_status("fast", busy_callback="fast.ping", busy_seconds=2.0, busy_deadline=1)
+    long = plugin_status("slow", busy_callback="slow.render", busy_seconds=90, busy_deadline=600)
+    healthy, reasons = judge(engine_status(short, long))  # the default limit is 60 s
+    assert not healthy
+    assert reasons == ["plugin fast stuck in callback fast.ping for 2 s (limit 1 s)"]
+
+
 def test_unreachable_site_is_unhealthy_with_its_last_error():
     site = {
         "url": "https://studio.shotgunstudio.com",
@@ -603,6 +611,20 @@ def test_engine_with_a_plugin_stuck_in_a_callback_is_503_naming_it(
     assert "plugin slow stuck in callback" in reasons[0]
     release.touch()
     daemon.wait_seen("slow", range(first, last + 1))
+    wait_until(lambda: healthz(server.url)[0] == 200, 20, "health to come back")
+
+
+def test_a_plugin_past_its_own_callback_deadline_is_503(tmp_path, site, daemon, running_engine):
+    release = tmp_path / "release"
+    slow = blocking_plugin(release).replace("stopOnError=True)", "stopOnError=True, timeout=0.5)")
+    assert "timeout=0.5" in slow
+    daemon.add_plugin("slow", slow)
+    _, server = running_engine(stuck_after=300)  # the default limit would wait 5 minutes
+    wait_for_first_poll(server.url)
+    site.insert_events(1)
+    wait_until(lambda: healthz(server.url)[0] == 503, 20, "the stuck plugin to show")
+    assert "(limit 0.5 s)" in healthz(server.url)[1]["reasons"][0]
+    release.touch()
     wait_until(lambda: healthz(server.url)[0] == 200, 20, "health to come back")
 
 

@@ -215,6 +215,7 @@ class Engine:
             "last_error": stats.last_error,
             "busy_callback": stats.busy_callback,
             "busy_seconds": busy_for,
+            "busy_deadline": stats.busy_timeout if busy_for is not None else None,
             "retries": self.outage_log.snapshot().get(plugin.name),
             "ordering": "strict" if worker.strict else "eager",
             "isolation": "process" if isinstance(plugin, ProcessPlugin) else "thread",

@@ -167,10 +167,12 @@ def health(
         reasons.append(poll)
     for plugin in status.get("plugins") or []:
         busy = plugin.get("busy_seconds")
-        if busy is not None and busy > stuck_after:
+        # The running callback's own deadline (registerCallback timeout=) comes first.
+        limit = plugin.get("busy_deadline") or stuck_after
+        if busy is not None and busy > limit:
             reasons.append(
                 f"plugin {plugin.get('name')} stuck in callback {plugin.get('busy_callback')} "
-                f"for {busy:.0f} s (limit {stuck_after:g} s)"
+                f"for {busy:.0f} s (limit {limit:g} s)"
             )
     state_file = status.get("state_file") or {}
     if state_file.get("healthy") is False:
