@@ -212,3 +212,42 @@ def test_a_helper_module_other_users_can_write_refuses_the_folder(tmp_path):
     assert scan.files == {} and "helper module" in scan.error and "_helpers.py" in scan.error
     os.chmod(helper, 0o644)
     assert list(scan_folder(tmp_path).files) == ["plugin"]
+
+
+def test_a_symlinked_helper_module_is_judged_by_what_it_points_to(tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "plugin.py").write_text("")
+    shared = tmp_path / "studio_common.py"
+    shared.write_text("")
+    os.chmod(shared, 0o644)
+    (folder / "_common.py").symlink_to(shared)
+    assert list(scan_folder(folder).files) == ["plugin"]
+    os.chmod(shared, 0o666)
+    assert "_common.py is writable by every user" in scan_folder(folder).error
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["package", "namespace-package"])
+def test_a_module_inside_a_package_other_users_can_write_refuses_the_folder(tmp_path, init):
+    (tmp_path / "plugin.py").write_text("")
+    package = tmp_path / "studio_lib" / "io"
+    package.mkdir(parents=True)
+    if init:
+        (tmp_path / "studio_lib" / "__init__.py").write_text("")
+    module = package / "core.py"
+    module.write_text("")
+    os.chmod(module, 0o666)
+    scan = scan_folder(tmp_path)
+    assert scan.files == {} and f"module {module} is writable by every user" in scan.error
+    os.chmod(module, 0o644)
+    assert list(scan_folder(tmp_path).files) == ["plugin"]
+    os.chmod(package, 0o777)
+    assert f"package {package} is writable by every user" in scan_folder(tmp_path).error
+
+
+def test_folders_without_python_files_are_not_judged(tmp_path):
+    (tmp_path / "plugin.py").write_text("")
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    os.chmod(renders, 0o777)  # a shared scratch folder: nothing importable in it
+    assert list(scan_folder(tmp_path).files) == ["plugin"]

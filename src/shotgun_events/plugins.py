@@ -444,29 +444,57 @@ def unsafe_permissions(info: os.stat_result, what: str) -> Optional[str]:
     return None
 
 
+#: How deep packages inside a plugin folder are checked (a package in a package ...).
+PACKAGE_DEPTH = 4
+
+
 def unsafe_helper(entries: List[os.DirEntry]) -> Optional[str]:
     """Why the folder's plugins must not load because of a module they could import.
 
-    The folder is importable, so its helper modules (``_*.py``) and packages run as the
-    daemon too: one that other users can write is refused like a plugin file, and with it
-    the folder (its plugins already running keep their loaded code).
+    The folder is importable, so its helper modules (``_*.py``) and its packages (with or
+    without ``__init__.py``) run as the daemon too: one that other users can write is
+    refused like a plugin file, and with it the folder (its plugins already running keep
+    their loaded code). A symlink is judged by what it points to, which is what is imported.
     """
     for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        helper = entry.name.endswith(".py") and entry.name.startswith("_")
-        package = stat.S_ISDIR(info.st_mode) and os.path.exists(
-            os.path.join(entry.path, "__init__.py")
-        )
-        if helper or package:
-            kind = "helper module" if helper else "package"
-            problem = unsafe_permissions(info, f"{kind} {entry.path}")
-            if problem:
-                return f"{problem}; it is importable by the plugins, so none is loaded"
+        problem = _unsafe_importable(entry, PACKAGE_DEPTH, top=True)
+        if problem:
+            return f"{problem}; it is importable by the plugins, so none is loaded"
+    return None
+
+
+def _unsafe_importable(entry: os.DirEntry, depth: int, top: bool) -> Optional[str]:
+    if entry.name.startswith(".") or entry.name == "__pycache__":
+        return None
+    try:
+        info = entry.stat()  # follows a symlink
+    except OSError:
+        return None
+    if stat.S_ISREG(info.st_mode) and entry.name.endswith(".py"):
+        if top and not entry.name.startswith("_"):
+            return None  # a plugin file: judged (and refused alone) by scan_folder
+        kind = "helper module" if top else "module"
+        return unsafe_permissions(info, f"{kind} {entry.path}")
+    if stat.S_ISDIR(info.st_mode) and depth > 0:
+        return _unsafe_package(entry.path, info, depth - 1)
+    return None
+
+
+def _unsafe_package(path: str, info: os.stat_result, depth: int) -> Optional[str]:
+    """A folder holding Python files is a package the plugins can import: the folder and
+    every module in it (and in the packages inside it) must be safe."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return None
+    if any(entry.name.endswith(".py") for entry in entries):
+        problem = unsafe_permissions(info, f"package {path}")
+        if problem:
+            return problem
+    for entry in entries:
+        problem = _unsafe_importable(entry, depth, top=False)
+        if problem:
+            return problem
     return None
 
 
