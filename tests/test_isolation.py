@@ -7,6 +7,7 @@ crashes are restarted up to a limit, a growing worker is recycled, and everythin
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -112,6 +113,10 @@ def test_a_dying_worker_is_restarted_then_disabled_past_the_limit(site, isolated
     status_line = [line for line in isolated.log().splitlines() if "is deactivated" in line]
     assert "ERROR" in status_line[0] and "flaky" in status_line[0]
     isolated.stop()
+    status = json.loads(isolated.state_file.with_name("events.id.status.json").read_text())
+    (flaky_status,) = [p for p in status["plugins"] if p["name"] == "flaky"]
+    assert flaky_status["errors"] == 1  # the run that ended it counts as a failed run
+    assert flaky_status["last_error"].startswith("PluginDisabled: ")
 
 
 def test_a_growing_worker_is_recycled_between_events(site, isolated):

@@ -730,11 +730,19 @@ class PluginWorker:
         try:
             self._invoke(callback, event, original)
             error: Optional[BaseException] = None
-        except (RetryInterrupted, PluginDisabled):
+        except (RetryInterrupted, PluginDisabled) as stopped:
             stats.busy_since = stats.busy_callback = None
             if self._stop_requested:
                 raise Stopping() from None
-            return _INTERRUPTED if self.plugin.active else _DISABLED
+            if self.plugin.active:
+                return _INTERRUPTED
+            # Its worker process kept dying (or overran) on this event: a failed run.
+            stats.callback_runs += 1
+            stats.errors += 1
+            stats.last_error = f"{type(stopped).__name__}: {error_text(stopped)}"
+            duration = time.monotonic() - started
+            self.observer.callback_ran(self.plugin.name, callback.name, duration, True)
+            return _DISABLED
         except Stopping:
             raise
         except BaseException as raised:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
