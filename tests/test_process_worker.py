@@ -12,6 +12,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import List
 
@@ -211,6 +212,17 @@ def test_worker_process_dying_while_loading_is_a_load_failure(make_plugin, recor
     )
     errors = records.by("plugin.probe", logging.ERROR)
     assert len(errors) == 1 and "exited with status 7" in errors[0].getMessage()
+
+
+def test_a_plugin_still_loading_past_the_load_timeout_is_stopped_and_inactive(make_plugin, records):
+    plugin = make_plugin("import time\ntime.sleep(60)  # a hung network share\n", load_timeout=1)
+    started = time.monotonic()
+    assert not plugin.load()
+    assert time.monotonic() - started < 15
+    assert plugin.inactive_reason == "failed to load: it was still loading after 1 s"
+    assert plugin.pid is None  # its worker process was stopped
+    errors = records.by("plugin.probe", logging.ERROR)
+    assert len(errors) == 1 and "still loading after 1 s" in errors[0].getMessage()
 
 
 # --------------------------------------------------------------------------- callbacks

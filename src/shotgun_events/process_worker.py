@@ -59,6 +59,10 @@ __all__ = [
 
 #: How long a worker process gets to finish its callback and exit when asked politely.
 STOP_GRACE = 2.0
+#: How long a worker process may take to import the plugin and register its callbacks.
+#: Past it (an import that hangs on a network share or a server), the process is stopped
+#: and the plugin stays inactive until its file changes, instead of blocking its worker.
+LOAD_TIMEOUT = 120.0
 #: How long to wait for a killed worker process to be gone (it cannot refuse SIGKILL).
 _KILL_BOUND = 5.0
 #: After a worker process is gone, how long its last log records get to arrive before the
@@ -226,8 +230,10 @@ class ProcessPlugin(Plugin):
         max_memory_mb: int = 0,
         clock: Callable[[], float] = time.monotonic,
         stop_grace: float = STOP_GRACE,
+        load_timeout: float = LOAD_TIMEOUT,
     ) -> None:
         super().__init__(folder, Path(path), environment)
+        self.load_timeout = load_timeout
         self.restart_limit = restart_limit
         self.restart_window = restart_window
         self.max_memory_mb = max_memory_mb
@@ -292,15 +298,27 @@ class ProcessPlugin(Plugin):
             self.logger.error("Could not load plugin %s: %s.", self.path, reason)
             return LoadReport(False, reason)
         try:
-            reply = process.wait_reply(None)
+            reply = process.wait_reply(self.load_timeout)
         except _Gone:
             reply = None
+        except _Overran:
+            reply = _Overran()
         if isinstance(reply, LoadReport) and reply.loaded:
             self._process = process
             return reply
         process.stop(self._stop_grace)
         if isinstance(reply, LoadReport):
             return reply  # the worker process logged the traceback
+        if isinstance(reply, _Overran):
+            reason = f"failed to load: it was still loading after {self.load_timeout:g} s"
+            self.logger.error(
+                "Could not load plugin %s: it was still loading after %g s (an import or "
+                "registerCallbacks that hangs?); its worker process was stopped and it stays "
+                "inactive until its file changes.",
+                self.path,
+                self.load_timeout,
+            )
+            return LoadReport(False, reason)
         ended = process.exit_description()
         self.logger.error(
             "Could not load plugin %s: its worker process %s while loading it; it stays "
