@@ -692,6 +692,27 @@ def test_kill_9_loses_no_recorded_position(state_file):
 # --------------------------------------------------------------------------- position slots
 
 
+def test_a_run_killed_while_starting_keeps_the_positions_of_the_run_before(state_file):
+    """Run A checkpoints at 10, then steps to 50 in its slots file only, and is killed. Run B
+    loads, makes its own slots file, and is killed before its first checkpoint. Run C must
+    still find 50: B's file must not have replaced A's."""
+    run_a = make_store(state_file)
+    run_a.load()
+    progress = PluginProgress(position=10)
+    journal = run_a.track(KEY, progress)
+    run_a.checkpoint()  # the state file says 10; no journal is left
+    for position in range(11, 51):
+        advance(progress, journal, position)  # slots only
+    # kill -9: no close
+
+    run_b = make_store(state_file)
+    assert run_b.load().plugins[KEY].position == 50
+    run_b.track((FOLDER, "beta"), PluginProgress(position=None))  # its slots file is made
+    # kill -9 before run B tracked alpha or wrote a checkpoint
+
+    assert make_store(state_file).load().plugins[KEY].position == 50
+
+
 def test_plain_steps_go_to_the_slots_file_not_the_journal_and_survive_a_crash(state_file):
     store = make_store(state_file)
     store.load()

@@ -134,7 +134,8 @@ class PositionSlots:
     def __init__(self, path: Path, mode: int = 0o600) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        # O_EXCL: never a file that exists (another run's positions); FileExistsError then.
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         self._capacity = 0
         self._used = 0
         #: Every mapping made; older ones stay open because slots handed out still use them

@@ -268,13 +268,23 @@ class StateStore:
         """A position slot for a plugin; None (journal only) if the slots file cannot be made."""
         try:
             if self._slots is None:
-                run = self._current_generation()
-                path = self.path.with_name(f"{self.path.name}.positions.{run}")
-                self._slots = PositionSlots(path, PRIVATE_MODE)
+                self._slots = self._new_slots_file()
             return self._slots.assign(key)
         except (OSError, ValueError) as exc:
             self._fault("journal", f"cannot map the positions file next to {self.path}: {exc}")
             return None
+
+    def _new_slots_file(self) -> PositionSlots:
+        """A slots file under a name no file has now. An earlier run's file (killed) may be
+        the only record of its last positions until this run's first checkpoint: reusing
+        its name would empty it, and a kill before that checkpoint would lose them."""
+        run = self._current_generation()
+        while True:
+            path = self.path.with_name(f"{self.path.name}.positions.{run}")
+            try:
+                return PositionSlots(path, PRIVATE_MODE)
+            except FileExistsError:
+                run += 1
 
     def untrack(self, key: PluginKey) -> None:
         """Stop saving a plugin (file removed); it leaves the state file at the next checkpoint."""
