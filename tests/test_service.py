@@ -321,6 +321,24 @@ def test_a_stop_does_not_wait_out_a_hung_site_request(site, service):
 # --------------------------------------------------------------------------- signals
 
 
+def test_a_log_file_that_cannot_be_reopened_on_sighup_is_an_error_and_sigterm_still_stops(
+    site, daemon
+):
+    daemon.write_config(stop_timeout=3, log_rotation="external")
+    daemon.add_plugin("alpha", recorder_plugin())
+    daemon.start()
+    daemon.wait_started()
+    main_log = daemon.log_dir / "shotgunEventDaemon"
+    rotated = daemon.log_dir / "shotgunEventDaemon.1"
+    main_log.rename(rotated)
+    main_log.mkdir()  # logrotate left something the daemon cannot open there
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda: "could not reopen" in rotated.read_text(), 10, "the reopen error")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process.wait(15) == 0
+    assert "Stopped; positions saved" in rotated.read_text()  # the old file kept the lines
+
+
 def test_reload_sends_sighup_which_rescans_plugins_and_reopens_log_files(site, service):
     service.write_config(fetch_interval=60)  # no scan of the folder on its own for a minute
     service.add_plugin("alpha", recorder_plugin())

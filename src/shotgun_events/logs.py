@@ -101,12 +101,17 @@ class PrivateRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
         return super()._open()
 
     def reopen(self) -> None:
-        """Close and reopen the file (after logrotate or a move), keeping the handler."""
+        """Close and reopen the file (after logrotate or a move), keeping the handler.
+
+        OSError when the file cannot be opened again (logrotate left a file of another
+        owner, or a folder, at its path); the handler then keeps writing to the old file.
+        """
         self.acquire()
         try:
+            fresh = self._open()
             if self.stream is not None:
                 self.stream.close()
-            self.stream = self._open()
+            self.stream = fresh
         finally:
             self.release()
 
@@ -202,11 +207,17 @@ class LogSetup:
         for name in self._plugins_with_files:
             logging.getLogger(f"plugin.{name}").addHandler(handler)
 
-    def reopen(self) -> None:
-        """Reopen every log file (SIGHUP after logrotate moved them)."""
+    def reopen(self) -> List[str]:
+        """Reopen every log file (SIGHUP after logrotate moved them); returns the problems
+        (a file that cannot be opened keeps its old one, so no line is lost)."""
+        problems = []
         for handler in self._handlers:
             if isinstance(handler, PrivateRotatingFileHandler):
-                handler.reopen()
+                try:
+                    handler.reopen()
+                except OSError as error:
+                    problems.append(f"{handler.baseFilename}: {error.strerror or error}")
+        return problems
 
     def close(self) -> None:
         for handler in self._handlers:

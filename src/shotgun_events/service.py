@@ -594,13 +594,26 @@ class Housekeeper:
             if readable:
                 for signum in os.read(self._read_end, 64):
                     if signum and not self._finished:
-                        self._handle(signum)
+                        self._handle_safely(signum)
+
+    def _handle_safely(self, signum: int) -> None:
+        """A signal's handling must never end this thread: it is the one that stops us."""
+        try:
+            self._handle(signum)
+        except Exception:
+            log.exception("Handling signal %d failed; the daemon goes on.", signum)
 
     def _handle(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
-            self.logs.reopen()
-            log.info("Received SIGHUP: log files reopened, plugin folders rescanned.")
+            problems = self.logs.reopen()
+            if problems:
+                log.error(
+                    "Received SIGHUP: could not reopen %s; writing on to the old file(s).",
+                    "; ".join(problems),
+                )
+            else:
+                log.info("Received SIGHUP: log files reopened, plugin folders rescanned.")
             self.engine.rescan()
             return
         if self._stop_asked_at is None:
