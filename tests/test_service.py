@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import socket
 import stat
@@ -527,6 +528,38 @@ def test_start_warns_on_the_terminal_about_a_missing_plugin_folder(service):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"warning: plugin folder {service.plugin_dir} is not there (yet)" in result.stderr
     assert service.command("stop").returncode == 0
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root to make a folder of another user, and setpriv to act as an operator",
+)
+def test_status_by_an_operator_who_cannot_enter_the_state_folder_says_so(tmp_path):
+    """The daemon's folder is 0700 (docs/service.md); a monitoring user runs `status`."""
+    tmp_path.chmod(0o755)
+    private = tmp_path / "state"
+    private.mkdir(mode=0o700)
+    os.chown(private, 65534, 65534)  # the daemon's user
+    (tmp_path / "plugins").mkdir()
+    config = tmp_path / "shotgunEventDaemon.conf"
+    config.write_text(
+        "[daemon]\n"
+        f"pidFile: {tmp_path}/daemon.pid\n"
+        f"eventIdFile: {private}/events.id\n"
+        f"logPath: {tmp_path}/logs\n"
+        "[shotgun]\nserver: https://example.shotgunstudio.com\nname: daemon\n"
+        "key: abcdef0123456789\n"
+        f"[plugins]\npaths: {tmp_path}/plugins\n"
+    )
+    # Root without the capabilities that ignore file permissions: as any other user.
+    as_operator = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    command = [sys.executable, "-m", "shotgun_events", "status", "--config", str(config)]
+    result = subprocess.run(
+        [*as_operator, *command], capture_output=True, text=True, cwd="/", timeout=60
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "permission denied" in (result.stdout + result.stderr).lower()
 
 
 # --------------------------------------------------------------------------- contrib

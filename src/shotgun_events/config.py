@@ -343,9 +343,9 @@ def _named_file(raw: str, origin: str) -> Path:
     if not str(raw).strip():
         raise ConfigError(f"{origin} names no file (empty path)")
     path = Path(os.path.abspath(os.path.expanduser(raw)))
-    if path.is_file():
+    if os.path.isfile(path):
         return path
-    problem = "is not a file" if path.exists() else "no such file"
+    problem = "is not a file" if os.path.exists(path) else "no such file"
     raise ConfigError(f"{problem} (named by {origin})", path=path)
 
 
@@ -582,7 +582,9 @@ def _file_under(folder: Path) -> Callable[[str], Path]:
 
     def parse(text: str) -> Path:
         path = as_path(text)
-        if path.is_dir():
+        # os.path: False (not an error) when the folder cannot be entered, as for an
+        # operator running `status` without access to the daemon's own folder.
+        if os.path.isdir(path):
             raise _BadValueError(f"is a folder ({path}); name a file in it instead")
         return path
 
