@@ -851,6 +851,13 @@ def test_secrets_stay_hidden_in_config_repr_and_logs(tmp_path, caplog):
     assert proxied.secrets() == [KEY, "pr0xy-pass"]
 
 
+def test_a_password_in_the_site_url_is_a_secret_as_written_and_decoded(tmp_path):
+    url = "https://studio:S%40fe-pa55@yoursite.shotgunstudio.com"
+    config = load_with(tmp_path, "shotgun", {"server": url.replace("%", "%%")})  # INI escaping
+    assert config.site.server == url  # shotgun_api3 sends it as HTTP basic authentication
+    assert sorted(config.secrets()) == sorted([KEY, "S%40fe-pa55", "S@fe-pa55"])
+
+
 def test_config_is_frozen(tmp_path):
     config = load_config(write_sections(tmp_path, minimal_sections()), environ={})
 

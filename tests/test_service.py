@@ -530,6 +530,28 @@ def test_start_warns_on_the_terminal_about_a_missing_plugin_folder(service):
     assert service.command("stop").returncode == 0
 
 
+def test_a_password_in_the_site_url_never_shows_in_status_or_logs(tmp_path, site):
+    """https://user:password@site: HTTP basic authentication in front of the site."""
+    from harness import Daemon
+
+    password = "Sup3r-secret-pw"
+    runner = Daemon(tmp_path, site.url.replace("://", f"://studio:{password}@", 1))
+    runner.write_config(status_interval=0.2)
+    runner.add_plugin("alpha", recorder_plugin())
+    runner.start()
+    try:
+        runner.wait_started()
+        status_file = Path(f"{runner.state_file}.status.json")
+        runner.wait_for(status_file.exists, 20, "the status file")
+        report = runner.command("status")
+        assert report.returncode == 0, report.stdout + report.stderr
+        assert "studio:********@" in report.stdout
+        for shown in (status_file.read_text(), report.stdout, report.stderr, runner.log()):
+            assert password not in shown
+    finally:
+        runner.stop()
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv"),
     reason="needs root to make a folder of another user, and setpriv to act as an operator",

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -293,17 +293,20 @@ class Config:
         found = [self.site.script_key.reveal()]
         if self.emails.password:
             found.append(self.emails.password.reveal())
-        proxy_password = _proxy_password(self.site.proxy_server)
-        if proxy_password:
-            found.append(proxy_password)
+        # A proxy's password, and the site URL's (https://user:password@site, HTTP basic
+        # authentication in front of the site, which shotgun_api3 supports).
+        for address in (self.site.proxy_server, self.site.server):
+            password = _url_password(address)
+            if password:
+                found += {password, unquote(password)}  # as written, and %-decoded
         return [secret for secret in found if secret]
 
 
-def _proxy_password(proxy: Optional[str]) -> Optional[str]:
-    """The password of a ``[scheme://]user:password@host[:port]`` proxy, if it has one."""
-    if not proxy or "@" not in proxy:
+def _url_password(address: Optional[str]) -> Optional[str]:
+    """The password of a ``[scheme://]user:password@host[:port]`` address, if it has one."""
+    if not address or "@" not in address:
         return None
-    credentials = proxy.rsplit("@", 1)[0].split("://", 1)[-1]
+    credentials = address.rsplit("@", 1)[0].split("://", 1)[-1]
     _, colon, password = credentials.partition(":")
     return password if colon else None
 
