@@ -536,6 +536,22 @@ def _site_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _proxy_address(text: str) -> str:
+    """``[user:password@]host[:port]`` as shotgun_api3 reads it (it would fail on every
+    request otherwise, which looks like a site that is down). The value is never shown: it
+    may hold a password."""
+    rule = "must be host[:port] or user:password@host[:port], with a port from 1 to 65535"
+    credentials, at, address = text.rpartition("@")
+    if at and ":" not in credentials:
+        raise _BadValueError(rule)
+    host, colon, port = address.partition(":")
+    if not host or "/" in address or any(char.isspace() for char in address):
+        raise _BadValueError(rule)
+    if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise _BadValueError(rule)
+    return text
+
+
 def _items(text: str) -> List[str]:
     """A comma separated list (newlines count as commas), blanks dropped."""
     return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
@@ -786,7 +802,11 @@ class _Reader:
         except _BadValueError as exc:
             problem = str(exc)
             if not _is_secret(section, option):
-                problem += f", got {_shown_value(text)}"
+                shown = _shown_value(text)
+                password = _url_password(text)  # a proxy's or the site URL's
+                if password:
+                    shown = shown.replace(password, "********")
+                problem += f", got {shown}"
             raise self.error(problem, section, option) from None
 
     def text(self, section: str, option: str) -> Optional[str]:
@@ -889,6 +909,23 @@ def _known_keys(section: str) -> Tuple[str, ...]:
 # --------------------------------------------------------------------------- the sections
 
 
+#: The site answers at most this many rows per page.
+MAX_BATCH_SIZE = 500
+
+
+def _batch_size(r: _Reader) -> int:
+    """The classic daemon took any page size; the site never answers more than 500 rows,
+    so a larger value (an old config's) loads as 500, with a warning."""
+    size = r.get("daemon", "max_event_batch_size", _whole(1), MAX_BATCH_SIZE)
+    if size > MAX_BATCH_SIZE:
+        r.warn(
+            f"{size} is more than the site's page size; {MAX_BATCH_SIZE} is used",
+            "daemon",
+            "max_event_batch_size",
+        )
+    return min(size, MAX_BATCH_SIZE)
+
+
 def _daemon_settings(r: _Reader) -> DaemonSettings:
     s = "daemon"
     path = _path_under(r.folder)
@@ -906,7 +943,7 @@ def _daemon_settings(r: _Reader) -> DaemonSettings:
         conn_retry_sleep=r.get(s, "conn_retry_sleep", _seconds(), 60.0),
         max_conn_retries=r.get(s, "max_conn_retries", _whole(1), 5),
         fetch_interval=r.get(s, "fetch_interval", _seconds(), 5.0),
-        max_event_batch_size=r.get(s, "max_event_batch_size", _whole(1, 500), 500),
+        max_event_batch_size=_batch_size(r),
         gap_timeout=r.get(s, "gap_timeout", _seconds(allow_zero=True), 300.0),
         state_save_interval=r.get(s, "state_save_interval", _seconds(), 1.0),
         site_timeout=r.get(s, "site_timeout", _seconds(), 60.0),
@@ -932,7 +969,7 @@ def _site_settings(r: _Reader) -> SiteSettings:
         ),
         script_name=r.required(s, "name", str, "the name of the daemon's script on the site"),
         script_key=r.required(s, "key", _script_key, "the application key of that script"),
-        proxy_server=r.get(s, "proxy_server", str, None),
+        proxy_server=r.get(s, "proxy_server", _proxy_address, None),
         use_session_uuid=r.get(s, "use_session_uuid", _flag, False),
     )
 
