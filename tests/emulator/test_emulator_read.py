@@ -109,6 +109,16 @@ def test_order_puts_empty_values_last_ascending(sg, shots):
     assert codes(found)[-1] == "sh020"
 
 
+def test_order_and_filter_by_a_url_field_use_its_name(sg, project):
+    for name in ("plate_b", "plate_a"):
+        path = {"local_path": f"/jobs/{name}.exr", "name": name}
+        sg.create("PublishedFile", {"code": name, "project": project, "path": path})
+    order = [{"field_name": "path", "direction": "asc"}]
+    assert codes(sg.find("PublishedFile", [], ["code"], order=order)) == ["plate_a", "plate_b"]
+    found = sg.find("PublishedFile", [["path", "contains", "_b"]], ["code"])
+    assert codes(found) == ["plate_b"]
+
+
 def test_find_one_returns_the_first_in_order(sg, shots):
     order = [{"field_name": "sg_cut_in", "direction": "desc"}]
     assert sg.find_one("Shot", [], ["code"], order=order)["code"] == "cam_050"

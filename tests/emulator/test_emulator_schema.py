@@ -62,6 +62,19 @@ def test_summarize_groups_by_an_entity_link(sg, cut_shots):
     assert [group["group_name"] for group in result["groups"]] == ["SQA", "SQB"]
 
 
+@pytest.mark.parametrize("direction, expected", [("asc", [5, 40, 100]), ("desc", [100, 40, 5])])
+def test_summarize_orders_number_groups_by_value(sg, project, direction, expected):
+    for cut_in in (100, 5, 40):
+        sg.create("Shot", {"code": f"sh{cut_in}", "project": project, "sg_cut_in": cut_in})
+    result = sg.summarize(
+        "Shot",
+        [["project", "is", project]],
+        [{"field": "id", "type": "count"}],
+        grouping=[{"field": "sg_cut_in", "type": "exact", "direction": direction}],
+    )
+    assert [group["group_value"] for group in result["groups"]] == expected
+
+
 def test_summarize_unknown_type_is_a_fault(sg):
     with pytest.raises(shotgun_api3.Fault, match="unknown summary type 'median'"):
         sg.summarize("Shot", [], [{"field": "sg_cut_in", "type": "median"}])

@@ -195,10 +195,24 @@ def _comparable(links: Links, path: FieldPath) -> Getter:
 
         def lowered(entity_id: int, row: Row) -> Any:
             value = get(entity_id, row)
-            return (value.lower() or None) if isinstance(value, str) else value
+            text = text_of(value)
+            return (text.lower() or None) if text is not None else value
 
         return lowered
     return get
+
+
+def text_of(value: Any) -> Optional[str]:
+    """The text a condition or a sort sees in a text-like value: the string itself, or for
+    a url field's dict its name, else its local path, else its URL."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ("name", "local_path", "url"):
+            if isinstance(value.get(key), str) and value[key]:
+                return value[key]
+        return ""
+    return None
 
 
 def _value(path: FieldPath, value: Any) -> Any:
@@ -607,7 +621,7 @@ def _sort_key(links: Links, path: FieldPath) -> Getter:
     if data_type == "multi_entity":
         return lambda entity_id, row: len(links.keys(get(entity_id, row))) or None
     if data_type in _TEXT_TYPES:
-        return lambda entity_id, row: (get(entity_id, row) or "").lower() or None
+        return lambda entity_id, row: (text_of(get(entity_id, row)) or "").lower() or None
     return get
 
 

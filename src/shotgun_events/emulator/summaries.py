@@ -7,6 +7,7 @@ It reuses the query module's filters and field paths and must never write to the
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Callable, Dict, List, Tuple
 
 from .errors import ApiError
@@ -157,6 +158,17 @@ def _compile_groupings(links: Links, entity_type: str, specs: Any) -> List[Group
     return compiled
 
 
+def _group_order(bucket: Tuple[str, Any, Rows]) -> Tuple[int, Any]:
+    """Groups in the order of their values, as a site sorts them: numbers and dates by
+    value, anything else (text, links, lists, none) by its name."""
+    name, value, _ = bucket
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return (1, value.isoformat())
+    return (2, str(name).lower())
+
+
 def _groups(
     links: Links, rows: Rows, summaries: List[Summary], groupings: List[Grouping]
 ) -> List[Dict[str, Any]]:
@@ -168,7 +180,7 @@ def _groups(
         value = render(path.field, path.get(entity_id, row), links)
         key, name, group_value = _group_of(value, kind)
         buckets.setdefault(key, (name, group_value, []))[2].append((entity_id, row))
-    ordered = sorted(buckets.values(), key=lambda bucket: str(bucket[0]).lower())
+    ordered = sorted(buckets.values(), key=_group_order)
     if descending:
         ordered.reverse()
     groups = []
