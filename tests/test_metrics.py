@@ -595,6 +595,30 @@ def test_events_read_while_catching_up_are_counted_for_that_plugin(
     assert delivered(samples, "slow") == 60
 
 
+def test_plugins_saved_at_event_0_are_fed_by_the_engine_not_each_reading_alone(
+    site, daemon, running_engine
+):
+    """Position 0 ("before every event") is a position: the engine starts reading there
+    for every plugin, instead of at the newest event with each plugin catching up alone
+    (which read the site once per plugin: a 10-plugin catch-up ran 3.5 times slower)."""
+    import pickle
+
+    first, last = site.insert_events(30)
+    assert first == 1
+    folder = str(daemon.plugin_dir)
+    state = {folder: {"alpha": (0, {}), "beta": (0, {})}}
+    daemon.state_file.write_bytes(pickle.dumps(state, protocol=2))
+    daemon.add_plugin("alpha", recorder_plugin())
+    daemon.add_plugin("beta", recorder_plugin())
+    _, server = running_engine()
+    daemon.wait_seen("alpha", range(first, last + 1))
+    daemon.wait_seen("beta", range(first, last + 1))
+    samples = scrape(server)
+    for plugin in ("alpha", "beta"):
+        read_alone = ("shotgun_events_events_read_catching_up_total", (("plugin", plugin),))
+        assert samples.get(read_alone, 0) == 0, plugin
+
+
 def test_engine_with_a_plugin_stuck_in_a_callback_is_503_naming_it(
     tmp_path, site, daemon, running_engine
 ):

@@ -352,7 +352,9 @@ class Engine:
         # The classic fallbacks (the one-integer format, a plugin found under another
         # folder) are for the plugins there at start; a file that appears later starts now.
         self._saved = None
-        known = [w.progress.position for w in self.workers.values() if w.progress.position]
+        known = [
+            w.progress.position for w in self.workers.values() if w.progress.position is not None
+        ]
         if known:
             self.head = min(start_head(known, self.config.daemon.max_plugin_backlog), latest)
         ahead = sorted(
