@@ -350,6 +350,47 @@ def test_positions_ahead_of_the_site_are_named_once_and_wait_for_the_site(site, 
     daemon.stop()
 
 
+def with_plugin_folders(daemon, *folders):
+    """Configure these plugin folders (each gets the recorder helper) instead of the one."""
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+        (folder / "_recorder.py").write_text((daemon.plugin_dir / "_recorder.py").read_text())
+    text = daemon.config_path.read_text()
+    listed = ", ".join(str(folder) for folder in folders)
+    daemon.config_path.write_text(text.replace(f"paths: {daemon.plugin_dir}", f"paths: {listed}"))
+
+
+@pytest.mark.parametrize("saved_under", [["b_old"], ["b_old", "b_older"]])
+def test_a_moved_folder_never_takes_a_namesakes_position(site, daemon, tmp_path, saved_under):
+    """Folder A still configured holds a notify ahead of B's; B's folder moved. B's notify
+    resumes from its own saved position, never from A's; with two saved folders it could
+    have come from, it is not guessed: it starts as a new plugin, with one warning."""
+    a, b_new = daemon.plugin_dir, tmp_path / "b_new"
+    with_plugin_folders(daemon, a, b_new)
+    daemon.add_plugin("notify", recorder_plugin(tag="A"))
+    (b_new / "notify.py").write_text(recorder_plugin(tag="B"))
+    history = new_events(site, 10)
+    state = {str(a): {"notify": (history[-1], {})}}
+    for offset, folder in enumerate(saved_under):
+        state[str(tmp_path / folder)] = {"notify": (history[2 + offset], {})}
+    daemon.state_file.write_bytes(pickle.dumps(state, 2))
+    daemon.start()
+    daemon.wait_started()
+    later = new_events(site, 2)
+    daemon.wait_seen("notify", later)
+    daemon.wait_for(lambda: set(later) <= set(daemon.seen("notify", "B")), 20, "B's notify")
+    assert daemon.seen("notify", "A") == later
+    if len(saved_under) == 1:
+        assert daemon.seen("notify", "B") == history[3:] + later
+    else:
+        assert daemon.seen("notify", "B") == later
+        warnings = [line for line in daemon.log().splitlines() if "is not guessed" in line]
+        assert len(warnings) == 1
+        assert f"{tmp_path / 'b_old'} (event {history[2]})" in warnings[0]
+        assert f"{tmp_path / 'b_older'} (event {history[3]})" in warnings[0]
+    daemon.stop()
+
+
 @pytest.mark.parametrize("damage", [b"", b"\x80\x02}q\x00(X", b"garbage \x00\xff" * 10])
 def test_damaged_state_file_falls_back_to_the_previous_copy(site, daemon, damage):
     started(daemon, ("alpha", recorder_plugin()))

@@ -229,17 +229,52 @@ def test_pickle_written_by_the_classic_daemon_on_python2_is_read(state_file, clo
     assert loaded.plugins[("/srv/caf\u00e9", "gamma")] == PluginProgress(position=7)
 
 
-def test_moved_plugin_folder_resumes_from_the_highest_position_of_that_plugin():
-    saved = SavedState(
-        plugins={
-            ("/old/a", "alpha"): PluginProgress(position=40),
-            ("/old/b", "alpha"): PluginProgress(position=55),
-            ("/old/b", "beta"): PluginProgress(position=99),
-        },
-        default_position=12,
-    )
-    assert saved.progress_for("/old/b", "beta").position == 99
+def settled(plugins, present, configured, default_position=None):
+    saved = SavedState(plugins=plugins, default_position=default_position)
+    saved.settle_moved_folders(present, configured, logging.getLogger("test.state"))
+    return saved
+
+
+def test_a_plugin_whose_folder_moved_resumes_from_the_folder_no_longer_configured():
+    plugins = {("/old/b", "alpha"): PluginProgress(position=55)}
+    saved = settled(plugins, present=[("/new", "alpha")], configured=["/new"])
     assert saved.progress_for("/new", "alpha").position == 55
+
+
+def test_a_namesake_in_a_folder_still_configured_is_another_plugin():
+    plugins = {("/a", "notify"): PluginProgress(position=10), ("/b", "x"): PluginProgress(3)}
+    present = [("/a", "notify"), ("/b2", "notify")]
+    saved = settled(plugins, present, configured=["/a", "/b2"])
+    assert saved.progress_for("/a", "notify").position == 10
+    assert saved.progress_for("/b2", "notify") is None  # starts as a new plugin
+
+
+def test_several_saved_folders_for_one_name_are_not_guessed_between(caplog):
+    plugins = {
+        ("/old/a", "alpha"): PluginProgress(position=40),
+        ("/old/b", "alpha"): PluginProgress(position=55),
+        ("/old/b", "beta"): PluginProgress(position=99),
+    }
+    with caplog.at_level(logging.WARNING, logger="test.state"):
+        saved = settled(plugins, [("/new", "alpha"), ("/new", "beta")], configured=["/new"])
+    assert saved.progress_for("/new", "alpha") is None
+    assert saved.progress_for("/new", "beta").position == 99
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "/old/a (event 40), /old/b (event 55)" in warning
+    assert "reset FOLDER/alpha --to ID" in warning
+
+
+def test_two_new_plugins_of_one_name_share_no_moved_position(caplog):
+    plugins = {("/old", "alpha"): PluginProgress(position=40)}
+    with caplog.at_level(logging.WARNING, logger="test.state"):
+        saved = settled(plugins, [("/x", "alpha"), ("/y", "alpha")], configured=["/x", "/y"])
+    assert saved.progress_for("/x", "alpha") is None
+    assert saved.progress_for("/y", "alpha") is None
+    assert "under /x and /y" in caplog.text
+
+
+def test_the_one_integer_position_is_every_new_plugins_without_a_moved_folder():
+    saved = settled({}, [("/new", "gamma")], configured=["/new"], default_position=12)
     assert saved.progress_for("/new", "gamma").position == 12
     assert SavedState(plugins={}).progress_for("/new", "gamma") is None
 

@@ -593,8 +593,15 @@ class Engine:
                 worker.plugin.logger.error("Plugin %s: %s.", worker.plugin.name, overrun)
 
     def _scan_plugins(self, start_position: int) -> None:
-        for folder in self.config.plugins.folders:
-            scan = scan_folder(folder.resolved)
+        folders = self.config.plugins.folders
+        scans = [(folder, scan_folder(folder.resolved)) for folder in folders]
+        if self._saved is not None:  # at start: which plugins did a moved folder leave?
+            self._saved.settle_moved_folders(
+                [(folder.path, name) for folder, scan in scans for name in scan.files],
+                [folder.path for folder in folders],
+                log,
+            )
+        for folder, scan in scans:
             self._report_folder(folder, scan)
             if scan.error is None:
                 self._sync_folder(folder, scan, start_position)

@@ -88,23 +88,78 @@ class SavedState:
     plugins: Dict[PluginKey, PluginProgress]
     default_position: Optional[int] = None  # from the one-integer format
     source: str = SOURCE_NONE
+    #: Plugins that resume from a position saved under another folder (new key -> saved
+    #: key), decided once at start by ``settle_moved_folders``.
+    moved: Dict[PluginKey, PluginKey] = field(default_factory=dict)
 
     def progress_for(self, folder: str, plugin: str) -> Optional[PluginProgress]:
         """The saved progress a plugin should resume from, or None to start it "now".
 
-        Falls back like the classic daemon: the same plugin name under another folder (the
-        plugin folder was moved; the highest position wins), then the one-integer format's
-        position for every plugin.
+        Its own saved progress; else the one a moved folder left (``settle_moved_folders``
+        decided which); else the one-integer format's position for every plugin.
         """
-        exact = self.plugins.get((folder, plugin))
+        key = (folder, plugin)
+        exact = self.plugins.get(key)
         if exact is not None:
             return exact
-        moved = [p for (_, name), p in self.plugins.items() if name == plugin]
-        if moved:
-            return max(moved, key=lambda p: -1 if p.position is None else p.position)
+        if key in self.moved:
+            return self.plugins[self.moved[key]]
         if self.default_position is not None:
             return PluginProgress(position=self.default_position)
         return None
+
+    def settle_moved_folders(
+        self,
+        present: Iterable[PluginKey],
+        configured: Iterable[str],
+        logger: logging.Logger,
+    ) -> None:
+        """Decide which plugins resume from a position saved under a folder that moved.
+
+        A plugin without progress of its own takes the progress saved for its name under a
+        folder that is *no longer configured* (the folder was moved, or its path spelt
+        another way), when exactly one such saved folder and exactly one such plugin exist.
+        A folder still configured keeps its own plugins' progress: a namesake there is
+        another plugin. When several saved folders, or several new plugins, could match,
+        nothing is guessed: those plugins start as new plugins do, with one warning that
+        names the saved folders (``reset FOLDER/NAME --to ID`` resumes one by hand).
+        """
+        folders = set(configured)
+        claimants: Dict[str, List[PluginKey]] = {}
+        for key in present:
+            if key not in self.plugins:
+                claimants.setdefault(key[1], []).append(key)
+        for name, keys in sorted(claimants.items()):
+            saved = sorted(k for k in self.plugins if k[1] == name and k[0] not in folders)
+            if len(saved) == 1 and len(keys) == 1:
+                self.moved[keys[0]] = saved[0]
+                logger.info(
+                    "Plugin %s/%s resumes from the position saved for %s/%s (event %s): its "
+                    "folder is no longer configured, it was moved or spelt another way.",
+                    *keys[0],
+                    *saved[0],
+                    self.plugins[saved[0]].position,
+                )
+            elif saved:
+                logger.warning(_not_guessed(name, keys, saved, self.plugins))
+
+
+def _not_guessed(
+    name: str,
+    plugins: List[PluginKey],
+    saved: List[PluginKey],
+    progress: Dict[PluginKey, PluginProgress],
+) -> str:
+    """The warning for new plugins that several saved folders (or each other) could match."""
+    return (
+        f"Plugin {name} has no saved position under "
+        f"{' and '.join(folder for folder, _ in sorted(plugins))}, and positions were saved "
+        "for a plugin of that name under folders no longer configured: "
+        + ", ".join(f"{folder} (event {progress[(folder, n)].position})" for folder, n in saved)
+        + f". Which one it was is not guessed: {'it starts' if len(plugins) == 1 else 'they start'}"
+        f" as a new plugin; 'shotgunEventDaemon reset FOLDER/{name} --to ID' resumes one from "
+        "a saved position."
+    )
 
 
 class ProgressJournal:
