@@ -258,6 +258,41 @@ def test_late_event_is_delivered_once_to_every_plugin(site, daemon):
     daemon.stop()
 
 
+@pytest.mark.parametrize("read_by", ["engine", "plugin.alpha"], ids=["poll", "catching up"])
+@pytest.mark.parametrize("match", [None, {"Shotgun_Shot_Change": None}], ids=["all", "by type"])
+def test_a_late_id_just_below_a_jump_in_the_id_sequence_is_delivered(site, daemon, read_by, match):
+    """The site's id sequence jumps 60,000 ids while an id just above the head is still in
+    a transaction: the jump is written off, that id is not. Read by the engine's poll or by
+    a plugin reading alone (it started far behind the other), with or without the type
+    filter (the events after the jump are of a type alpha does not match)."""
+    daemon.write_config(gap_timeout=60)
+    daemon.add_plugin("alpha", recorder_plugin(match))
+    daemon.add_plugin("beta", recorder_plugin())
+    history = new_events(site, 3)
+    if read_by == "engine":
+        daemon.start()
+        daemon.wait_started()
+    late = site.reserve_event_id()
+    site.store.allocate_ids("EventLogEntry", 60_000)
+    after = new_events(site, 2, event_type="Shotgun_Task_Change")
+    if read_by == "plugin.alpha":  # alpha stopped before the jump, beta after it
+        positions = {"alpha": (history[-1], {}), "beta": (after[-1], {})}
+        daemon.state_file.write_bytes(pickle.dumps({str(daemon.plugin_dir): positions}, 2))
+        daemon.start()
+        daemon.wait_started()
+    jump = f"{read_by} - ERROR - Event ids "
+    daemon.wait_for(lambda: jump in daemon.log(), 20, "the jump to be written off")
+    late.commit(event_type="Shotgun_Shot_Change", attribute_name="sg_status_list")
+    daemon.wait_seen("alpha", [late.id])
+    assert f"{jump}{late.id + 1000} to {after[0] - 1001} are missing" in daemon.log()
+    more = new_events(site, 1)
+    daemon.wait_seen("alpha", more)
+    assert daemon.counts("alpha") == dict.fromkeys(
+        [late.id, *more] if match else [*after, late.id, *more], 1
+    )
+    daemon.stop()
+
+
 def test_permanent_gap_expires_without_stalling(site, daemon):
     daemon.write_config(gap_timeout=1)
     started(daemon, ("alpha", recorder_plugin()))

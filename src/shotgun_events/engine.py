@@ -27,7 +27,7 @@ from .config import Config, PluginFolderSettings
 from .observe import EngineObserver
 from .plugins import FolderScan, Plugin, PluginEnvironment, scan_folder
 from .process_worker import ProcessPlugin
-from .reader import Page
+from .reader import Page, describe_jump
 from .retry import OutageLog
 from .site import OutageMonitor, Site, Stopping
 from .state import PluginKey, PluginProgress, ProgressJournal, SavedState, StateStore
@@ -506,11 +506,7 @@ class Engine:
         for gap in page.missing:
             self.gaps.setdefault(gap, deadline)
         if page.jumped:
-            log.error(
-                "Event ids %d to %d are missing from the site; that is a jump in the id "
-                "sequence, not late events: they are not waited for.",
-                *page.jumped,
-            )
+            log.error(describe_jump(page.jumped))
         if not self._attached:
             return
         per_worker: Dict[PluginWorker, list] = {}

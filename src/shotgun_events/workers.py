@@ -24,7 +24,7 @@ from .observe import EngineObserver
 from .ordering import ADVANCE, StrictOrder
 from .plugins import Callback, Plugin
 from .process_worker import PluginDisabled, WorkerDied
-from .reader import Event, Page, ids_between
+from .reader import Event, Page, describe_jump, ids_between
 from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import Site, Stopping, error_text
 from .slots import Partial
@@ -482,12 +482,7 @@ class PluginWorker:
             self._expire(expired)
 
     def _log_jump(self, page: Page) -> None:
-        assert page.jumped is not None
-        self.plugin.logger.error(
-            "Event ids %d to %d are missing from the site; that is a jump in the id "
-            "sequence, not late events: they are not waited for.",
-            *page.jumped,
-        )
+        self.plugin.logger.error(describe_jump(page.jumped))
 
     # ------------------------------------------------------------ progress
 
