@@ -6,6 +6,7 @@ this process; the test plugins record every event they get (see harness.py).
 
 from __future__ import annotations
 
+import json
 import pickle
 import signal
 import textwrap
@@ -571,20 +572,38 @@ def test_a_slow_strict_plugin_gets_a_late_event_that_came_in_time(site, daemon):
     daemon.stop()
 
 
-def test_a_full_strict_buffer_gives_up_only_the_wait_that_holds_it_back(site, daemon):
+def test_a_full_strict_buffer_keeps_waiting_and_reads_the_rest_again_in_order(site, daemon):
+    """40 events behind a missing id, room for 5 (max_plugin_backlog): no wait is given up
+    before its deadline; the plugin holds at most 5 events, reads nothing more meanwhile,
+    and gets every event in order once the id commits, then once a never-committed one
+    times out."""
     daemon.plugin_options["ordering"] = "strict"
-    daemon.write_config(gap_timeout=30, max_event_batch_size=5, max_plugin_backlog=5)
+    daemon.write_config(
+        gap_timeout=6, max_event_batch_size=5, max_plugin_backlog=5, status_interval=0.2
+    )
     started(daemon, ("strict", recorder_plugin()))
-    site.reserve_event_id()  # never committed: the full buffer gives it up
-    held = new_events(site, 4)
-    time.sleep(1.0)  # the engine reads that page: 4 events held behind the missing id
-    more = new_events(site, 1)
+    status = daemon.state_file.with_name("events.id.status.json")
     late = site.reserve_event_id()
-    last = new_events(site, 1)
-    daemon.wait_seen("strict", held + more)
+    held = new_events(site, 40)
+    time.sleep(1.0)  # the engine has read every page by now
+    seen_status = []
+    for _ in range(10):  # 2 s of the status: bounded, and detached from the engine
+        time.sleep(0.2)
+        (plugin,) = json.loads(status.read_text())["plugins"]
+        seen_status.append((plugin.get("held_back_events"), plugin["queued_events"]))
+    assert daemon.seen("strict") == []
+    assert seen_status[-1] == (5, 0)
+    assert all(held_back <= 5 and queued <= 5 for held_back, queued in seen_status)
+    assert f"5 events wait for event id {late.id}" in daemon.log()
+    report = daemon.command("status").stdout
+    assert f"strict ordering: waiting for event {late.id} (5 later events held back)" in report
     late.commit(event_type="Shotgun_Shot_Change", attribute_name="sg_status_list")
-    daemon.wait_seen("strict", [late.id, *last])
-    assert daemon.seen("strict") == [*held, *more, late.id, *last]
+    daemon.wait_seen("strict", held)
+    assert daemon.seen("strict") == [late.id, *held]
+    site.reserve_event_id()  # never committed: its deadline releases what it holds
+    more = new_events(site, 12)
+    daemon.wait_seen("strict", more, timeout=30)
+    assert daemon.seen("strict") == [late.id, *held, *more]
     daemon.stop()
 
 

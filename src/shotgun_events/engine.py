@@ -222,6 +222,7 @@ class Engine:
             "worker_pid": getattr(plugin, "pid", None),
             "worker_restarts": getattr(plugin, "restarts", None),
             "held_back_for": worker.held_back_for,
+            "held_back_events": worker.held_back_events,
         }
 
     def _remember_times(self, page: Page) -> None:

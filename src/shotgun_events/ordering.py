@@ -6,8 +6,10 @@ deadline passes. Eager ordering (the default) delivers later events at once and 
 when it comes.
 
 Pure logic, no I/O and no threads: the worker feeds it what the site said and asks what to
-do next. It must never hand out an id lower than one it handed out before, and never hold
-more than ``limit`` events (past that, the oldest wait is given up, loudly).
+do next. It must never hand out an id lower than one it handed out before, never give a wait
+up before its deadline, and never hold more than ``limit`` events back: past that it is
+*full* and refuses the events above the ones it holds (``through`` stops below them), so the
+caller reads them again from the site once the wait ends, in order.
 """
 
 from __future__ import annotations
@@ -29,14 +31,22 @@ class StrictOrder:
         self.limit = max(1, limit)
         self.pending: Dict[int, Event] = {}
         self.waiting: Dict[int, float] = {}
+        #: Every id up to here is held in ``pending``, waited for, or handed out.
         self.through = position
-        #: Ids given up on because the buffer was full (for the caller to log).
-        self.forced: list = []
+        #: True while ``limit`` events are held back and later ones were refused: nothing
+        #: above ``through`` is taken until the position reaches it (see module docstring).
+        self.full = False
+        #: Set when the buffer became full, for the caller to say so once (and clear).
+        self.newly_full = False
 
     def add_batch(
         self, events: Sequence[Event], through: int, missing: Iterable[int], deadline: float
     ) -> None:
         """A page from the site: its events, the highest id it settles, the ids it lacked."""
+        if self.full:  # only a re-read of what is held counts now
+            events = [event for event in events if event["id"] <= self.through]
+            missing = [gap for gap in missing if gap <= self.through]
+            through = min(through, self.through)
         for event in events:
             if event["id"] > self.position:
                 self.pending[event["id"]] = event
@@ -45,14 +55,25 @@ class StrictOrder:
             if gap > self.position and gap not in self.pending:
                 self.waiting.setdefault(gap, deadline)
         self.through = max(self.through, through)
-        while len(self.pending) > self.limit and self.waiting:
-            oldest = min(self.waiting)
-            # Only the events above the oldest wait are held back; the others go out at the
-            # next drain. Give up a wait only while what it holds back is past the limit.
-            if sum(1 for event_id in self.pending if event_id > oldest) <= self.limit:
-                break
-            del self.waiting[oldest]
-            self.forced.append(oldest)
+        self._refuse_past_limit()
+
+    def _refuse_past_limit(self) -> None:
+        """Hold at most ``limit`` events back (the ones above the lowest wait): later ones,
+        and the waits among them, are forgotten and ``through`` stops below them."""
+        if not self.waiting:
+            return
+        lowest_wait = min(self.waiting)
+        held = sorted(event_id for event_id in self.pending if event_id > lowest_wait)
+        if len(held) <= self.limit:
+            return
+        first_refused = held[self.limit]
+        for event_id in held[self.limit :]:
+            del self.pending[event_id]
+        for gap in [gap for gap in self.waiting if gap > first_refused]:
+            del self.waiting[gap]
+        self.through = first_refused - 1
+        self.newly_full = self.newly_full or not self.full
+        self.full = True
 
     def add_late(self, events: Sequence[Event]) -> None:
         """Events that filled gaps: the ones this plugin was waiting for join the queue."""
@@ -97,18 +118,24 @@ class StrictOrder:
                 event = self.pending.pop(lowest_event)
                 if lowest_event <= self.position:
                     continue  # handed out already: strictly increasing ids, each once
-                self.position = lowest_event
+                self._move_to(lowest_event)
                 return DELIVER, event
             if self.through > self.position:
                 return self._advance(self.through)
             return None
 
     def _advance(self, position: int) -> Tuple[str, int]:
-        self.position = position
+        self._move_to(position)
         return ADVANCE, position
+
+    def _move_to(self, position: int) -> None:
+        self.position = position
+        if position >= self.through:
+            self.full = False  # everything held is out: the caller reads on from here
 
     def reset(self, position: int) -> None:
         """Forget everything held (after a failure or a reload: it is read again)."""
         self.position = self.through = position
         self.pending.clear()
         self.waiting.clear()
+        self.full = self.newly_full = False

@@ -184,7 +184,10 @@ def _plugin_lines(plugins: List[Mapping[str, Any]]) -> List[str]:
         if retries:
             lines.append(f"{indent}{_retry_line(retries)}")
         if plugin.get("held_back_for") is not None:
-            lines.append(f"{indent}strict ordering: waiting for event {plugin['held_back_for']}")
+            lines.append(
+                f"{indent}strict ordering: waiting for event {plugin['held_back_for']} "
+                f"({plugin.get('held_back_events', 0)} later events held back)"
+            )
         if plugin.get("isolation") == "process":
             lines.append(
                 f"{indent}worker process {plugin.get('worker_pid') or '(not running)'}, "

@@ -292,6 +292,12 @@ class PluginWorker:
         return self._inbox_events
 
     @property
+    def held_back_events(self) -> int:
+        """Strict ordering: how many events wait for a missing id (max_plugin_backlog at most)."""
+        order = self._strict
+        return len(order.pending) if order is not None else 0
+
+    @property
     def held_back_for(self) -> Optional[int]:
         """Strict ordering: the missing id that later events wait for, if any."""
         order = self._strict
@@ -412,6 +418,9 @@ class PluginWorker:
         if time.monotonic() - self._last_recheck >= self.hub.recheck_interval:
             self._recheck_gaps(site)
         while self.mode == CATCHING_UP and not self._interrupted():
+            if self._strict is not None and self._strict.full:
+                self._wait_and_recheck(site)  # read nothing more until the missing id ends
+                continue
             position = self.progress.position or 0
             if position >= self.hub.head and self._ask_to_attach():
                 self.mode = ATTACHED
@@ -433,9 +442,13 @@ class PluginWorker:
                 if self._ask_to_attach():
                     self.mode = ATTACHED
                     return
-                if self.hub.stop_event.wait(self.hub.recheck_interval):
-                    raise Stopping()
-                self._recheck_gaps(site)
+                self._wait_and_recheck(site)
+
+    def _wait_and_recheck(self, site: Site) -> None:
+        """Wait a poll interval, then ask the site for the ids we wait for."""
+        if self.hub.stop_event.wait(self.hub.recheck_interval):
+            raise Stopping()
+        self._recheck_gaps(site)
 
     def _ask_to_attach(self) -> bool:
         with self._cond:
@@ -561,17 +574,10 @@ class PluginWorker:
         """Strict ordering: deliver what is due, in strictly increasing ids (ordering.py)."""
         order = self._strict
         assert order is not None
-        if order.forced:
-            self.plugin.logger.warning(
-                "Strict ordering: stopped waiting for event ids %s, %d later events were "
-                "held back and the limit is reached.",
-                order.forced,
-                order.limit,
-            )
-            order.forced = []
         while True:
             step = order.next_step(self._strict_clock(order))
             if step is None:
+                self._hold_back_alone_if_full(order)
                 return
             kind, value = step
             if kind == ADVANCE:
@@ -584,6 +590,23 @@ class PluginWorker:
                 order.reset(self.progress.position or 0)
                 return
             self._advance(value["id"], (), 0.0)
+
+    def _hold_back_alone_if_full(self, order: StrictOrder) -> None:
+        """Strict ordering holds ``max_plugin_backlog`` events back: leave the engine (its
+        later pages would not fit) and read them again from the site, in order, once the
+        missing id arrives or its deadline passes (``_catch_up`` waits for that)."""
+        if order.newly_full:
+            order.newly_full = False
+            self.plugin.logger.info(
+                "Strict ordering: %d events wait for event id %s (max_plugin_backlog); the "
+                "later ones are read again from the site once it arrives or its gap_timeout "
+                "passes.",
+                len(order.pending),
+                order.blocked_on(),
+            )
+        if order.full and self.mode == ATTACHED:
+            self._detach()
+            self.mode = CATCHING_UP
 
     def _strict_clock(self, order: StrictOrder) -> Optional[float]:
         """The time against which strict waits are given up (None: they are not).
