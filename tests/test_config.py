@@ -472,8 +472,9 @@ BAD_VALUES = [
     ("emails", {"useTLS": "please"}, "useTLS", "must be on or off"),
     ("emails", {"useSSL": "2"}, "useSSL", "must be on or off"),
     ("emails", {"useTLS": "on", "useSSL": "on"}, "useSSL", "are both on"),
-    ("emails", {"from": "nobody"}, "from", "email address"),
-    ("emails", {"to": "td@example.com, nobody"}, "to", "'nobody' has no '@'"),
+    ("emails", {"enabled": "on", "from": "nobody"}, "from", "email address"),
+    ("emails", {"enabled": "on", "to": "td@example.com, nobody"}, "to", "'nobody' has no '@'"),
+    ("emails", {"enabled": "on", "server": "$SMTP_SERVER$"}, "server", "template placeholder"),
     ("emails", {"timeout": "0"}, "timeout", "seconds > 0"),
     ("emails", {"rate_limit_window": "-1"}, "rate_limit_window", "seconds >= 0"),
     ("emails", {"enabled": "maybe"}, "enabled", "must be on or off"),
@@ -667,6 +668,58 @@ def test_emails_can_be_turned_off_explicitly_without_a_warning(tmp_path):
     config = load_with(tmp_path, "emails", {"server": "smtp.example.com", "enabled": "off"})
 
     assert config.emails.enabled is False and config.warnings == ()
+
+
+# The [emails] section of the classic example config before it had real-looking values.
+CLASSIC_EMAIL_TOKENS = {
+    "server": "$SMTP_SERVER$",
+    "from": "$FROM_EMAIL$",
+    "to": "$TO_EMAILS$",
+    "subject": "[SG]",
+}
+
+
+def test_classic_template_placeholders_load_with_emails_off_and_one_warning(tmp_path):
+    config = load_with(tmp_path, "emails", CLASSIC_EMAIL_TOKENS)
+
+    assert config.emails.enabled is False
+    [warning] = config.warnings
+    assert warning.startswith(f"{tmp_path / CONFIG_FILE_NAME}: [emails]: error emails are off")
+    for option, token in [("server", "$SMTP_SERVER$"), ("from", "$FROM_EMAIL$")]:
+        assert f"{option} is the example's template placeholder {token}" in warning
+    assert "to is the example's template placeholder $TO_EMAILS$" in warning
+
+
+def test_an_address_without_at_turns_emails_off_with_a_warning_naming_it(tmp_path):
+    options = {"server": "smtp.example.com", "from": "sged@example.com", "to": "td, a@x.org"}
+    config = load_with(tmp_path, "emails", options)
+
+    assert config.emails.enabled is False
+    [warning] = config.warnings
+    assert "to 'td' is not an email address (no '@')" in warning
+
+
+def test_a_placeholder_password_is_named_but_not_shown(tmp_path):
+    options = {**CLASSIC_EMAIL_TOKENS, "username": "$SMTP_USERNAME$", "password": "$SMTP_PW$"}
+    config = load_with(tmp_path, "emails", options)
+
+    [warning] = config.warnings
+    assert "password is the example's template placeholder;" in warning
+    assert "$SMTP_PW$" not in warning
+
+
+def test_placeholders_with_emails_explicitly_off_load_silently(tmp_path):
+    config = load_with(tmp_path, "emails", {**CLASSIC_EMAIL_TOKENS, "enabled": "off"})
+
+    assert config.emails.enabled is False and config.warnings == ()
+
+
+def test_placeholders_with_emails_explicitly_on_are_an_error(tmp_path):
+    options = {**CLASSIC_EMAIL_TOKENS, "server": "smtp.example.com", "enabled": "on"}
+    error = load_error(tmp_path, "emails", options)
+
+    assert (error.section, error.option) == ("emails", "from")
+    assert "must be an email address" in str(error)
 
 
 def test_smtps_defaults_to_port_465(tmp_path):

@@ -167,18 +167,69 @@ def test_callbacks_for_keeps_registration_order_and_filters_by_type_and_attribut
     assert [cb.name for cb in plugin.callbacks_for(new_shot)] == ["b", "c", "d"]
 
 
-def test_scan_lists_plugin_files_and_skips_private_and_hidden_ones(tmp_path):
-    for name in ["b.py", "a.py", "_helper.py", ".hidden.py", "notes.txt"]:
-        (tmp_path / name).write_text("")
+PLUGIN_SOURCE = "def registerCallbacks(reg):\n    pass\n"
+
+
+def test_scan_lists_files_defining_register_callbacks_and_skips_helpers_and_hidden_ones(
+    tmp_path,
+):
+    for name in ["b.py", "a.py", "_private.py", ".hidden.py"]:
+        (tmp_path / name).write_text(PLUGIN_SOURCE)
+    for name in ["_helper.py", "studio_settings.py", "notes.txt"]:
+        (tmp_path / name).write_text("SETTING = 1\n")
     (tmp_path / "package.py").mkdir()
     scan = scan_folder(tmp_path)
     assert scan.error is None
-    assert list(scan.files) == ["a", "b"]
+    assert list(scan.files) == ["_private", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def registerCallbacks(reg): pass",
+        "async def registerCallbacks(reg): pass",
+        "from studio_common import registerCallbacks",
+        "import studio_common as registerCallbacks",
+        "registerCallbacks = lambda reg: None",
+        "try:\n    from a import registerCallbacks\nexcept ImportError:\n"
+        "    def registerCallbacks(reg): pass",
+        "if True:\n    def registerCallbacks(reg): pass",
+        "def registerCallbacks(:",  # cannot be parsed: a plugin, so its load error is said
+    ],
+)
+def test_a_file_binding_register_callbacks_at_its_top_level_is_a_plugin(tmp_path, source):
+    (tmp_path / "p.py").write_text(source + "\n")
+    assert list(scan_folder(tmp_path).files) == ["p"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "SETTING = 1",
+        "def setup():\n    def registerCallbacks(reg): pass",
+        "class Helper:\n    def registerCallbacks(self, reg): pass",
+        "print('registerCallbacks')",
+    ],
+)
+def test_a_file_without_a_top_level_register_callbacks_is_a_helper(tmp_path, source):
+    (tmp_path / "p.py").write_text(source + "\n")
+    assert scan_folder(tmp_path).files == {}
+
+
+def test_a_helper_module_is_said_once_at_debug_not_as_an_error(tmp_path, caplog):
+    (tmp_path / "helpers.py").write_text("SETTING = 1\n")
+    with caplog.at_level("DEBUG", logger="engine.plugins"):
+        for _ in range(3):
+            scan_folder(tmp_path)
+    said = [r for r in caplog.records if "helpers.py defines no registerCallbacks" in r.message]
+    assert [r.levelname for r in said] == ["DEBUG"]
+    (tmp_path / "helpers.py").write_text(PLUGIN_SOURCE)  # it became a plugin
+    assert list(scan_folder(tmp_path).files) == ["helpers"]
 
 
 def test_scan_refuses_files_and_folders_other_users_can_write(tmp_path):
-    (tmp_path / "safe.py").write_text("")
-    (tmp_path / "open.py").write_text("")
+    (tmp_path / "safe.py").write_text(PLUGIN_SOURCE)
+    (tmp_path / "open.py").write_text(PLUGIN_SOURCE)
     os.chmod(tmp_path / "open.py", 0o666)
     scan = scan_folder(tmp_path)
     assert list(scan.files) == ["safe"]
@@ -204,7 +255,7 @@ def test_signature_changes_when_a_file_is_restored_with_an_older_time(tmp_path):
 
 
 def test_a_helper_module_other_users_can_write_refuses_the_folder(tmp_path):
-    (tmp_path / "plugin.py").write_text("")
+    (tmp_path / "plugin.py").write_text(PLUGIN_SOURCE)
     helper = tmp_path / "_helpers.py"
     helper.write_text("")
     os.chmod(helper, 0o664)
@@ -217,7 +268,7 @@ def test_a_helper_module_other_users_can_write_refuses_the_folder(tmp_path):
 def test_a_symlinked_helper_module_is_judged_by_what_it_points_to(tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "plugin.py").write_text("")
+    (folder / "plugin.py").write_text(PLUGIN_SOURCE)
     shared = tmp_path / "studio_common.py"
     shared.write_text("")
     os.chmod(shared, 0o644)
@@ -229,7 +280,7 @@ def test_a_symlinked_helper_module_is_judged_by_what_it_points_to(tmp_path):
 
 @pytest.mark.parametrize("init", [True, False], ids=["package", "namespace-package"])
 def test_a_module_inside_a_package_other_users_can_write_refuses_the_folder(tmp_path, init):
-    (tmp_path / "plugin.py").write_text("")
+    (tmp_path / "plugin.py").write_text(PLUGIN_SOURCE)
     package = tmp_path / "studio_lib" / "io"
     package.mkdir(parents=True)
     if init:
@@ -246,7 +297,7 @@ def test_a_module_inside_a_package_other_users_can_write_refuses_the_folder(tmp_
 
 
 def test_folders_without_python_files_are_not_judged(tmp_path):
-    (tmp_path / "plugin.py").write_text("")
+    (tmp_path / "plugin.py").write_text(PLUGIN_SOURCE)
     renders = tmp_path / "renders"
     renders.mkdir()
     os.chmod(renders, 0o777)  # a shared scratch folder: nothing importable in it

@@ -563,6 +563,12 @@ def _address(text: str) -> str:
     return text
 
 
+def _mail_server(text: str) -> str:
+    if _TEMPLATE_TOKEN.match(text):
+        raise _BadValueError("is the example's template placeholder; write the mail server's name")
+    return text
+
+
 def _addresses(text: str) -> Tuple[str, ...]:
     addresses = _items(text)
     for address in addresses:
@@ -1046,6 +1052,17 @@ def _email_settings(r: _Reader) -> EmailSettings:
     s = "emails"
     if not r.has_section(s):
         return EmailSettings()
+    enabled = r.get(s, "enabled", _flag, None)
+    if enabled is not True:
+        unusable = _unusable_email_values(r)
+        if unusable:  # an old file still holding the classic example's $SMTP_SERVER$ tokens
+            if enabled is None:
+                r.warn(
+                    "error emails are off: {} (write real values, or 'enabled: off' to "
+                    "silence this)".format("; ".join(unusable)),
+                    s,
+                )
+            return EmailSettings()
     use_starttls = r.get(s, "useTLS", _flag, False)
     use_ssl = r.get(s, "useSSL", _flag, False)
     if use_starttls and use_ssl:
@@ -1055,7 +1072,7 @@ def _email_settings(r: _Reader) -> EmailSettings:
             s,
             "useSSL",
         )
-    server = r.get(s, "server", str, None)
+    server = r.get(s, "server", _mail_server, None)
     username = r.get(s, "username", str, None)
     password = r.get(s, "password", Secret, None)
     if username and not password:
@@ -1065,7 +1082,7 @@ def _email_settings(r: _Reader) -> EmailSettings:
     from_addr = r.get(s, "from", _address, None)
     to_addrs = r.get(s, "to", _addresses, ())
     settings = EmailSettings(
-        enabled=_emails_enabled(r, server, from_addr, to_addrs),
+        enabled=_emails_enabled(r, enabled, server, from_addr, to_addrs),
         server=server,
         port=r.get(s, "port", _whole(1, 65535), 465 if use_ssl else 25),
         use_starttls=use_starttls,
@@ -1082,12 +1099,15 @@ def _email_settings(r: _Reader) -> EmailSettings:
 
 
 def _emails_enabled(
-    r: _Reader, server: Optional[str], from_addr: Optional[str], to_addrs: Tuple[str, ...]
+    r: _Reader,
+    enabled: Optional[bool],
+    server: Optional[str],
+    from_addr: Optional[str],
+    to_addrs: Tuple[str, ...],
 ) -> bool:
     """``enabled`` as written, else on exactly when server, from and to are all set."""
     given = (("server", server), ("from", from_addr), ("to", to_addrs))
     empty = [name for name, value in given if not value]
-    enabled = r.get("emails", "enabled", _flag, None)
     listed = " and ".join(empty) + (" is" if len(empty) == 1 else " are")
     if enabled and empty:
         raise r.error(f"is on, but {listed} empty", "emails", "enabled")
@@ -1100,6 +1120,33 @@ def _emails_enabled(
             )
         return not empty
     return enabled
+
+
+#: A value left as the classic example's template token (``$SMTP_SERVER$``, ``$FROM_EMAIL$``).
+_TEMPLATE_TOKEN = re.compile(r"^\$[A-Za-z0-9_]+\$$")
+
+
+def _unusable_email_values(r: _Reader) -> List[str]:
+    """What makes the [emails] values unusable for sending: template tokens the classic
+    example told users to replace, and addresses without an '@'. The classic daemon ran
+    with such a file and never sent mail, so an old file must still load."""
+    found = []
+    for option in ("server", "port", "username", "password", "from", "to"):
+        text = r.text("emails", option)
+        if text is None:
+            continue
+        items = _items(text) if option == "to" else [text]
+        tokens = [item for item in items if _TEMPLATE_TOKEN.match(item)]
+        if tokens:
+            shown = "" if _is_secret("emails", option) else " " + ", ".join(tokens)
+            found.append(f"{option} is the example's template placeholder{shown}")
+        elif option in ("from", "to"):
+            found.extend(
+                f"{option} {item!r} is not an email address (no '@')"
+                for item in items
+                if "@" not in item
+            )
+    return found
 
 
 # --------------------------------------------------------------------------- warnings

@@ -25,7 +25,7 @@ from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from .config import Config, PluginFolderSettings
 from .observe import EngineObserver
-from .plugins import FolderScan, Plugin, PluginEnvironment, scan_folder
+from .plugins import FolderScan, Plugin, PluginEnvironment, make_importable, scan_folder
 from .process_worker import ProcessPlugin
 from .reader import Page, describe_jump
 from .retry import OutageLog
@@ -84,6 +84,7 @@ class Engine:
     ) -> None:
         daemon = config.daemon
         self.config = config
+        make_importable([folder.resolved for folder in config.plugins.folders], config.path.parent)
         self.batch_size = daemon.max_event_batch_size
         self.gap_timeout = daemon.gap_timeout
         self.fetch_interval = daemon.fetch_interval

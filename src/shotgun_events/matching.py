@@ -8,9 +8,15 @@ Semantics (the plugin contract in DESIGN.md):
 - Otherwise keys are event types; the key ``'*'`` matches any event type. An event matches
   when the entry for its own type matches, or the ``'*'`` entry does.
 - A value of ``None``, ``'*'`` or a list containing ``'*'`` matches any attribute; a string or
-  a list of strings matches those ``attribute_name`` values exactly. (The classic daemon
-  tested a string value with ``in``, which matched substrings: ``'code'`` matched
-  ``'sg_code'``. That bug is fixed here.)
+  a list of strings matches those ``attribute_name`` values exactly.
+
+Two classic behaviours are not kept (README, "Differences from the classic daemon"):
+- The classic daemon tested ``event['attribute_name'] in value``; for a string value that is
+  a substring test of the event's attribute *in the registered string*: ``'sg_code'``
+  matched events on ``code`` (and on ``sg``, ``_c``...), and any string containing ``'*'``
+  matched every attribute. Here a string is one attribute name.
+- With a ``'*'`` key the classic daemon consulted that entry only, ignoring the entry of
+  the event's own type; here either entry may match.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ decides when: that is the worker's job (workers.py), and it never touches saved 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -30,6 +31,8 @@ import shotgun_api3
 from .config import RetryPolicy
 from .matching import EventMatcher
 from .retry import resolve_policy
+
+log = logging.getLogger("engine.plugins")
 
 #: What a plugin asked for with ``reg.setEmails``: False, True (default recipients) or addresses.
 EmailSetting = Union[bool, Tuple[str, ...]]
@@ -375,6 +378,19 @@ def module_name_for(path: Path, folder: str) -> str:
     return f"_shotgun_events_plugin_{digest}_{stem}"
 
 
+def make_importable(plugin_folders: List[Path], config_folder: Optional[Path]) -> None:
+    """Put the plugin folders, then the config file's folder, at the end of ``sys.path``.
+
+    The classic daemon runs as a script, so its own folder is importable, and studios keep
+    modules there (site settings, shared helpers) that their plugins import; the config
+    file usually sits beside it. The plugin folders come first, so a plugin's own helpers
+    win over a namesake there. Worker processes inherit this ``sys.path``.
+    """
+    for folder in [*plugin_folders, config_folder]:
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.append(str(folder))
+
+
 def load_plugin_module(path: Path, folder: str) -> ModuleType:
     """Import a plugin file as a real module under a private name, its folder importable.
 
@@ -425,8 +441,66 @@ class FolderScan:
     error: Optional[str] = None
 
 
-def is_plugin_file(name: str) -> bool:
-    return name.endswith(".py") and not name.startswith((".", "_"))
+def is_python_file(name: str) -> bool:
+    """A module file the classic daemon would load as a plugin: ``*.py`` not starting with ``.``."""
+    return name.endswith(".py") and not name.startswith(".")
+
+
+#: path -> (signature, defines registerCallbacks), so a folder scan reads a file only once
+#: per version of it.
+_REGISTERS: Dict[str, Tuple[FileSignature, bool]] = {}
+
+
+def is_plugin_module(path: str, signature: FileSignature) -> bool:
+    """Whether the file at ``path`` is a plugin: it binds ``registerCallbacks`` at its top
+    level (a ``def``, an assignment or an import, also inside a top-level ``if``/``try``).
+
+    Any other ``*.py`` file is a helper module the plugins import (``_credentials.py``,
+    ``studio_settings.py``): it is said once at DEBUG and never loaded as a plugin. The
+    source is parsed, not run. A file that cannot be read or parsed counts as a plugin, so
+    that loading it reports the problem.
+    """
+    known = _REGISTERS.get(path)
+    if known is not None and known[0] == signature:
+        return known[1]
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        found = True
+    else:
+        found = _binds_register_callbacks(tree.body)
+    if not found:
+        log.debug(
+            "%s defines no registerCallbacks: a helper module the plugins may import, "
+            "not a plugin.",
+            path,
+        )
+    if len(_REGISTERS) > 10_000:
+        _REGISTERS.clear()
+    _REGISTERS[path] = (signature, found)
+    return found
+
+
+def _binds_register_callbacks(statements: List[ast.stmt]) -> bool:
+    name = "registerCallbacks"
+    for node in statements:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == name:
+                return True
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((alias.asname or alias.name) == name for alias in node.names):
+                return True
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+        else:
+            blocks = [getattr(node, key, None) or [] for key in ("body", "orelse", "finalbody")]
+            blocks.extend(handler.body for handler in getattr(node, "handlers", None) or [])
+            if any(_binds_register_callbacks(block) for block in blocks if block):
+                return True
+    return False
 
 
 def unsafe_permissions(info: os.stat_result, what: str) -> Optional[str]:
@@ -451,10 +525,11 @@ PACKAGE_DEPTH = 4
 def unsafe_helper(entries: List[os.DirEntry]) -> Optional[str]:
     """Why the folder's plugins must not load because of a module they could import.
 
-    The folder is importable, so its helper modules (``_*.py``) and its packages (with or
-    without ``__init__.py``) run as the daemon too: one that other users can write is
-    refused like a plugin file, and with it the folder (its plugins already running keep
-    their loaded code). A symlink is judged by what it points to, which is what is imported.
+    The folder is importable, so its helper modules (files without ``registerCallbacks``)
+    and its packages (with or without ``__init__.py``) run as the daemon too: one that
+    other users can write is refused like a plugin file, and with it the folder (its
+    plugins already running keep their loaded code). A symlink is judged by what it points
+    to, which is what is imported.
     """
     for entry in entries:
         problem = _unsafe_importable(entry, PACKAGE_DEPTH, top=True)
@@ -471,7 +546,7 @@ def _unsafe_importable(entry: os.DirEntry, depth: int, top: bool) -> Optional[st
     except OSError:
         return None
     if stat.S_ISREG(info.st_mode) and entry.name.endswith(".py"):
-        if top and not entry.name.startswith("_"):
+        if top and is_plugin_module(entry.path, _signature_of(info)):
             return None  # a plugin file: judged (and refused alone) by scan_folder
         kind = "helper module" if top else "module"
         return unsafe_permissions(info, f"{kind} {entry.path}")
@@ -516,18 +591,22 @@ def scan_folder(folder: Path) -> FolderScan:
     if helper_problem:
         return FolderScan({}, {}, helper_problem)
     for entry in sorted(entries, key=lambda e: e.name):
-        if not is_plugin_file(entry.name):
+        if not is_python_file(entry.name):
             continue
         try:
             info = entry.stat()
         except OSError:
             continue  # vanished between listing and stat: the next scan settles it
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode) or not is_plugin_module(entry.path, _signature_of(info)):
             continue
         name = entry.name[:-3]
         problem = unsafe_permissions(info, f"plugin file {entry.path}")
         if problem:
             refused[name] = problem
             continue
-        files[name] = (Path(entry.path), (info.st_mtime_ns, info.st_size, info.st_ino))
+        files[name] = (Path(entry.path), _signature_of(info))
     return FolderScan(files, refused)
+
+
+def _signature_of(info: os.stat_result) -> FileSignature:
+    return (info.st_mtime_ns, info.st_size, info.st_ino)

@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple
 
 from .config import Config, PluginFolderSettings
 from .logs import LINE_FORMAT, RedactingFormatter, Redactor
-from .plugins import Callback, Plugin, PluginEnvironment, scan_folder
+from .plugins import Callback, Plugin, PluginEnvironment, make_importable, scan_folder
 from .reader import Event
 from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import OutageMonitor, Site, Stopping
@@ -100,6 +100,7 @@ def find_plugin(
 def load_plugin(config: Config, name: str, folder: Optional[str], redactor: Redactor) -> Plugin:
     """Load the plugin as the daemon does; ReplayError when it does not load."""
     settings, path = find_plugin(config, name, folder)
+    make_importable([folder.resolved for folder in config.plugins.folders], config.path.parent)
     environment = PluginEnvironment(
         server=config.site.server,
         proxy_server=config.site.proxy_server,
