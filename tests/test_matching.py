@@ -81,3 +81,20 @@ def test_non_entity_event_types_match_by_type():
 def test_malformed_match_events_are_refused(bad):
     with pytest.raises(MatchEventsError):
         EventMatcher(bad)
+
+
+@pytest.mark.parametrize(
+    ("match_events", "described"),
+    [
+        (None, {"*": "*"}),
+        ({}, {"*": "*"}),
+        ({"Shotgun_Task_Change": "sg_status_list"}, {"Shotgun_Task_Change": ["sg_status_list"]}),
+        (
+            {"Shotgun_Task_Change": ["b", "a"], "*": None},
+            {"Shotgun_Task_Change": ["a", "b"], "*": "*"},
+        ),
+        ({"Shotgun_Shot_New": ["code", "*"]}, {"Shotgun_Shot_New": "*"}),
+    ],
+)
+def test_describe_says_what_the_compiled_matcher_accepts(match_events, described):
+    assert EventMatcher(match_events).describe() == described

@@ -5,7 +5,9 @@ config (with a message naming the file, section and option, never a traceback); 
 ``stop``, ``restart``, ``reload`` and ``status`` follow the LSB init-script codes (status: 0
 running, 1 dead with a pid file, 3 not running, 4 unknown, a bad config included). The
 recovery commands ``retry``, ``skip`` and ``reset`` exit 0 when done, 1 when refused, 3 when
-the daemon is not running, 4 without permission to reach it.
+the daemon is not running, 4 without permission to reach it. ``check-config`` exits 0 when
+the config (and with ``--plugins`` every plugin) is good, 1 when a plugin would not load, 2
+for a bad config.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status file as JSON")
     _add_recovery_parsers(commands)
     _add_replay_parser(commands)
+    _add_check_config_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="run the daemon with the example plugins against a local site emulator"
@@ -112,6 +115,20 @@ def _add_replay_parser(commands: Any) -> None:
     )
 
 
+def _add_check_config_parser(commands: Any) -> None:
+    check = commands.add_parser(
+        "check-config",
+        help="validate the config offline; with --plugins, load every plugin as the daemon would",
+    )
+    _add_config_option(check)
+    check.add_argument(
+        "--plugins",
+        action="store_true",
+        help="import every plugin and run its registerCallbacks (no site is contacted)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -153,6 +170,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .demo import run_demo
 
         return run_demo(seconds=args.seconds, rate=args.rate, plugins=args.plugins)
+    if args.command == "check-config":  # reports a bad config itself (also as JSON)
+        from .preflight import run_check_config
+
+        return run_check_config(args.config, plugins=args.plugins, as_json=args.json)
     try:
         config = load_config(find_config_file(args.config))
     except ConfigError as error:

@@ -21,7 +21,7 @@ Two classic behaviours are not kept (README, "Differences from the classic daemo
 
 from __future__ import annotations
 
-from typing import Any, Dict, FrozenSet, Mapping, Optional
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Union
 
 ANY = "*"
 
@@ -73,6 +73,23 @@ class EventMatcher:
         if self.event_types is None:
             return _attribute_ok(self._wildcard, attribute)
         return False
+
+    def describe(self) -> Dict[str, Union[str, List[str]]]:
+        """What the matcher accepts, as the daemon compiled it: event type (``'*'`` for any)
+        -> ``'*'`` (any attribute) or the exact attribute names, sorted. For reports
+        (``check-config --plugins``): a ``matchEvents`` of ``None`` or ``{}`` reads
+        ``{'*': '*'}``, a string value reads as the one-name list it matches."""
+        described: Dict[str, Union[str, List[str]]] = {
+            event_type: _describe_attributes(attributes)
+            for event_type, attributes in sorted(self._by_type.items())
+        }
+        if self.event_types is None:
+            described[ANY] = _describe_attributes(self._wildcard)
+        return described
+
+
+def _describe_attributes(allowed: AttributeFilter) -> Union[str, List[str]]:
+    return ANY if allowed is None else sorted(allowed)
 
 
 def _attribute_ok(allowed: AttributeFilter, attribute: Optional[str]) -> bool:

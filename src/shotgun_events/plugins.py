@@ -102,6 +102,11 @@ class Callback:
         return f"{self.plugin.name}.{self.name}"
 
     @property
+    def script_name(self) -> str:
+        """The script the callback's connection logs in as (its key is never shown)."""
+        return self._script_name
+
+    @property
     def sg(self) -> shotgun_api3.Shotgun:
         """The callback's own site connection, made at first use.
 
