@@ -31,7 +31,8 @@ class StrictOrder:
         self.limit = max(1, limit)
         self.pending: Dict[int, Event] = {}
         self.waiting: Dict[int, float] = {}
-        #: Every id up to here is held in ``pending``, waited for, or handed out.
+        #: The highest id settled: every id up to here is held in ``pending``, waited for,
+        #: handed out, or not wanted.
         self.through = position
         #: True while ``limit`` events are held back and later ones were refused: nothing
         #: above ``through`` is taken until the position reaches it (see module docstring).
@@ -63,9 +64,10 @@ class StrictOrder:
         if not self.waiting:
             return
         lowest_wait = min(self.waiting)
-        held = sorted(event_id for event_id in self.pending if event_id > lowest_wait)
+        held = [event_id for event_id in self.pending if event_id > lowest_wait]
         if len(held) <= self.limit:
             return
+        held.sort()
         first_refused = held[self.limit]
         for event_id in held[self.limit :]:
             del self.pending[event_id]
