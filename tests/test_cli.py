@@ -56,6 +56,25 @@ def test_bad_config_exits_2_naming_file_section_and_option(tmp_path, change, wor
     assert "very-secret-key-123" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["stop", "--timeout", "1e10"], "must be from 0 to 86400 seconds"),
+        (["stop", "--timeout", "inf"], "must be from 0 to 86400 seconds"),
+        (["restart", "--timeout", "-1"], "must be from 0 to 86400 seconds"),
+        (["demo", "--seconds", "1e10"], "must be from 0 to 86400 seconds"),
+        (["demo", "--rate", "0"], "more than 0 and at most 1000 events per second"),
+    ],
+)
+def test_a_wait_or_rate_beyond_its_bound_is_a_usage_error(tmp_path, args, words):
+    """``stop --timeout inf`` waited forever, ``demo --seconds 1e10`` crashed its timer."""
+    path = tmp_path / "good.conf"
+    path.write_text(GOOD)
+    result = run(*args, *(["--config", str(path)] if args[0] != "demo" else []))
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_config_file_is_a_clear_error(tmp_path):
     result = run("foreground", "--config", str(tmp_path / "nope.conf"))
     assert result.returncode == 2

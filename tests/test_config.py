@@ -417,25 +417,44 @@ BAD_VALUES = [
     # (section, options written, option named in the message, what the message says)
     ("daemon", {"logMode": "2"}, "logMode", "must be 0 (everything in the main log file) or 1"),
     ("daemon", {"logging": "LOUD"}, "logging", "or a level name"),
-    ("daemon", {"logging": "0"}, "logging", "must be a positive number"),
+    ("daemon", {"logging": "0"}, "logging", "must be a number from 1 to 50"),
+    ("daemon", {"logging": "60"}, "logging", "must be a number from 1 to 50"),
     ("daemon", {"timing_log": "sometimes"}, "timing_log", "must be on or off"),
-    ("daemon", {"conn_retry_sleep": "0"}, "conn_retry_sleep", "seconds > 0, got '0'"),
-    ("daemon", {"max_conn_retries": "0"}, "max_conn_retries", "whole number >= 1"),
-    ("daemon", {"max_conn_retries": "2.5"}, "max_conn_retries", "whole number >= 1"),
-    ("daemon", {"fetch_interval": "-1"}, "fetch_interval", "seconds > 0, got '-1'"),
-    ("daemon", {"fetch_interval": "nan"}, "fetch_interval", "seconds > 0, got 'nan'"),
-    ("daemon", {"max_event_batch_size": "0"}, "max_event_batch_size", "whole number >= 1"),
-    ("daemon", {"gap_timeout": "-1"}, "gap_timeout", "seconds >= 0, got '-1'"),
+    (
+        "daemon",
+        {"conn_retry_sleep": "0"},
+        "conn_retry_sleep",
+        "seconds > 0 and at most 3600 (1 hour), got '0'",
+    ),
+    ("daemon", {"max_conn_retries": "0"}, "max_conn_retries", "whole number from 1 to 1000"),
+    ("daemon", {"max_conn_retries": "2.5"}, "max_conn_retries", "from 1 to 1000"),
+    ("daemon", {"fetch_interval": "-1"}, "fetch_interval", "at most 3600 (1 hour), got '-1'"),
+    ("daemon", {"fetch_interval": "nan"}, "fetch_interval", "at most 3600 (1 hour), got 'nan'"),
+    ("daemon", {"max_event_batch_size": "0"}, "max_event_batch_size", "whole number from 1 to"),
+    (
+        "daemon",
+        {"gap_timeout": "-1"},
+        "gap_timeout",
+        "seconds >= 0 and at most 86400 (1 day), got '-1'",
+    ),
     ("daemon", {"state_save_interval": "0"}, "state_save_interval", "seconds > 0"),
-    ("daemon", {"site_timeout": "inf"}, "site_timeout", "seconds > 0, got 'inf'"),
-    ("daemon", {"stop_timeout": "soon"}, "stop_timeout", "seconds > 0, got 'soon'"),
+    (
+        "daemon",
+        {"site_timeout": "inf"},
+        "site_timeout",
+        "seconds > 0 and at most 3600 (1 hour), got 'inf'",
+    ),
+    ("daemon", {"stop_timeout": "soon"}, "stop_timeout", "at most 3600 (1 hour), got 'soon'"),
     ("daemon", {"status_interval": "0"}, "status_interval", "seconds > 0"),
     ("daemon", {"metrics_port": "65536"}, "metrics_port", "from 0 to 65535"),
     ("daemon", {"metrics_port": "http"}, "metrics_port", "from 0 to 65535, got 'http'"),
-    ("daemon", {"max_plugin_backlog": "0"}, "max_plugin_backlog", "whole number >= 1"),
+    ("daemon", {"max_plugin_backlog": "0"}, "max_plugin_backlog", "from 1 to 1000000"),
     ("daemon", {"plugin_retry": "sometimes"}, "plugin_retry", "must be off, on, or key=value"),
     ("daemon", {"plugin_retry": "tries=3"}, "plugin_retry", "'tries=3' is not one"),
     ("daemon", {"plugin_retry": "attempts=0"}, "plugin_retry", "attempts must be"),
+    ("daemon", {"plugin_retry": "attempts=1001"}, "plugin_retry", "from 1 to 1000"),
+    ("daemon", {"plugin_retry": "max_delay=1e10"}, "plugin_retry", "max_delay must be"),
+    ("daemon", {"plugin_retry": "give_up_after=86401"}, "plugin_retry", "at most 86400"),
     ("daemon", {"plugin_retry": "first_delay=abc"}, "plugin_retry", "first_delay must be a"),
     ("daemon", {"plugin_retry": "jitter=1.5"}, "plugin_retry", "jitter must be a fraction"),
     (
@@ -446,10 +465,28 @@ BAD_VALUES = [
     ),
     ("daemon", {"plugin_retry": "attempts=3, attempts=4"}, "plugin_retry", "attempts twice"),
     ("daemon", {"callback_timeout": "-5"}, "callback_timeout", "seconds >= 0"),
-    ("daemon", {"worker_restart_limit": "0"}, "worker_restart_limit", "whole number >= 1"),
+    ("daemon", {"worker_restart_limit": "0"}, "worker_restart_limit", "from 1 to 1000"),
     ("daemon", {"worker_restart_window": "0"}, "worker_restart_window", "seconds > 0"),
-    ("daemon", {"max_worker_memory_mb": "-1"}, "max_worker_memory_mb", "whole number >= 0"),
+    ("daemon", {"max_worker_memory_mb": "-1"}, "max_worker_memory_mb", "from 0 to 1048576"),
     ("daemon", {"log_rotation": "weekly"}, "log_rotation", "midnight or external"),
+    # Every number has an upper bound (past it a thread crashed long after the config loaded)
+    ("daemon", {"fetch_interval": "1e10"}, "fetch_interval", "at most 3600 (1 hour), got"),
+    ("daemon", {"status_interval": "1e10"}, "status_interval", "at most 3600 (1 hour)"),
+    ("daemon", {"conn_retry_sleep": "3601"}, "conn_retry_sleep", "at most 3600 (1 hour)"),
+    ("daemon", {"state_save_interval": "7200"}, "state_save_interval", "at most 3600"),
+    ("daemon", {"site_timeout": "1e10"}, "site_timeout", "at most 3600 (1 hour)"),
+    ("daemon", {"stop_timeout": "1e10"}, "stop_timeout", "at most 3600 (1 hour)"),
+    ("daemon", {"gap_timeout": "1e10"}, "gap_timeout", "at most 86400 (1 day)"),
+    ("daemon", {"callback_timeout": "1e10"}, "callback_timeout", "at most 86400 (1 day)"),
+    ("daemon", {"worker_restart_window": "1e10"}, "worker_restart_window", "at most 86400"),
+    ("daemon", {"max_conn_retries": "1e10"}, "max_conn_retries", "from 1 to 1000"),
+    ("daemon", {"max_conn_retries": "99999999999"}, "max_conn_retries", "from 1 to 1000"),
+    ("daemon", {"max_plugin_backlog": "10000000"}, "max_plugin_backlog", "to 1000000"),
+    ("daemon", {"worker_restart_limit": "1001"}, "worker_restart_limit", "from 1 to 1000"),
+    ("daemon", {"max_worker_memory_mb": "2000000"}, "max_worker_memory_mb", "to 1048576"),
+    ("daemon", {"max_event_batch_size": "1" + "0" * 12}, "max_event_batch_size", "from 1 to"),
+    ("emails", {"timeout": "1e10"}, "timeout", "at most 3600 (1 hour)"),
+    ("emails", {"rate_limit_window": "1e10"}, "rate_limit_window", "at most 86400 (1 day)"),
     ("shotgun", {"server": "yoursite.shotgunstudio.com"}, "server", "http:// or https:// URL"),
     ("shotgun", {"server": "ftp://site.example.com"}, "server", "http:// or https:// URL"),
     ("shotgun", {"server": "https://"}, "server", "http:// or https:// URL"),
@@ -504,7 +541,10 @@ def test_bad_value_message_reads_as_documented(tmp_path):
     error = load_error(tmp_path, "daemon", {"fetch_interval": "abc"})
 
     path = tmp_path / CONFIG_FILE_NAME
-    expected = "[daemon] fetch_interval: must be a number of seconds > 0, got 'abc'"
+    expected = (
+        "[daemon] fetch_interval: must be a number of seconds > 0 and at most 3600 (1 hour), "
+        "got 'abc'"
+    )
     assert str(error) == f"{path}: {expected}"
 
 
@@ -571,6 +611,46 @@ def test_plugin_folders_keep_their_order_and_spelling(tmp_path):
     assert paths == ["/studio/plugins/", "local", "~/mine"]
     assert config.plugins.folders[1].resolved == tmp_path / "local"
     assert config.plugins.folders[2].resolved == Path(os.path.expanduser("~/mine"))
+
+
+def test_the_same_plugin_folder_by_another_path_is_used_once_with_a_warning(tmp_path):
+    """A ``current`` release link beside the folder it points to ran every plugin twice."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "plugins")
+    config = load_with(tmp_path, "plugins", {"paths": "plugins, current, other"})
+    config_with_section = load_config(
+        write(
+            tmp_path,
+            "[daemon]\n[shotgun]\nserver: https://site.example.com\nname: d\n"
+            f"key: {KEY}\n[plugins]\npaths: plugins, current\n[plugins:current]\n"
+            "isolation: process\n",
+        ),
+        environ={},
+    )
+
+    assert [folder.path for folder in config.plugins.folders] == ["plugins", "other"]
+    (warning,) = config.warnings
+    assert "[plugins] paths: 'current' is the folder 'plugins' by another path" in warning
+    assert "run once, as listed first ('plugins'), and 'current' is not used" in warning
+    assert [folder.isolation for folder in config_with_section.plugins.folders] == ["thread"]
+    assert any(
+        "[plugins:current]: is not used" in warning for warning in config_with_section.warnings
+    )
+
+
+def test_the_same_plugin_folder_spelt_twice_is_an_error(tmp_path):
+    error = load_error(tmp_path, "plugins", {"paths": "plugins, ./plugins/"})
+    assert (error.section, error.option) == ("plugins", "paths")
+    assert "twice ('plugins' and './plugins/')" in str(error)
+
+
+def test_a_folder_inside_another_listed_folder_is_a_folder_of_its_own(tmp_path):
+    """Only the files directly in a folder are its plugins: a folder inside another listed
+    one holds other files, so listing both runs nothing twice."""
+    (tmp_path / "plugins" / "nested").mkdir(parents=True)
+    config = load_with(tmp_path, "plugins", {"paths": "plugins, plugins/nested"})
+
+    assert [folder.path for folder in config.plugins.folders] == ["plugins", "plugins/nested"]
 
 
 def test_plugin_folder_section_overrides_isolation_and_ordering(tmp_path):
@@ -1063,6 +1143,70 @@ def test_example_config_documents_every_option_in_its_section():
 
     for known_section, options in config_module._OPTIONS.items():
         assert set(options) <= documented.get(known_section, set()), known_section
+
+
+# --------------------------------------------------------------------------- the daemon's own files
+
+SHARED_FILES = [
+    # (options written, option named first, what it names)
+    ({"status_file": "state/events.id"}, "status_file", "the state file, [daemon] eventIdFile"),
+    ({"pidFile": "state/events.id"}, "pidFile", "the state file, [daemon] eventIdFile"),
+    ({"pidFile": "state/events.id.lock"}, "pidFile", "the state file's lock, [daemon] eventIdFile"),
+    ({"pidFile": "state/events.id.prev"}, "pidFile", "previous copy, [daemon] eventIdFile"),
+    ({"status_file": "state/events.id.control"}, "status_file", "control socket, [daemon] e"),
+    ({"status_file": "state/events.id.journal.3"}, "status_file", "journals, positions and"),
+    ({"pidFile": "state/events.id.positions.7"}, "pidFile", "journals, positions and"),
+    ({"status_file": "daemon.pid"}, "status_file", "the pid file, [daemon] pidFile"),
+    ({"logPath": ".", "logFile": "daemon.pid"}, "logFile", "the pid file, [daemon] pidFile"),
+    ({"logPath": "state", "logFile": "events.id"}, "logFile", "the state file, [daemon] eventI"),
+    ({"status_file": "logs/main.2024-05-01"}, "status_file", "log's rotated copies, [daemon] l"),
+    ({"status_file": "logs/plugin.rollup"}, "status_file", "the plugins' log files"),
+    ({"timing_log": "on", "status_file": "logs/main.timing"}, "timing_log", "the status file"),
+    ({"logPath": ".", "logFile": CONFIG_FILE_NAME}, "logFile", "is also the config file;"),
+    ({"status_file": "link-to-state"}, "status_file", "the state file, [daemon] eventIdFile"),
+    ({"status_file": "hard-link-to-state"}, "status_file", "the state file, [daemon] eventIdF"),
+]
+
+
+@pytest.mark.parametrize(
+    "options, option, other",
+    SHARED_FILES,
+    ids=["-".join(f"{k}={v}" for k, v in o.items()) for o, _, _ in SHARED_FILES],
+)
+def test_two_options_naming_one_daemon_file_are_refused_naming_both(
+    tmp_path, options, option, other
+):
+    """A status file written over the state file (or a pid file that is it) destroyed the
+    saved positions; files are compared by real path and inode, families by name."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "events.id").write_bytes(b"")
+    (tmp_path / "link-to-state").symlink_to(tmp_path / "state" / "events.id")
+    os.link(tmp_path / "state" / "events.id", tmp_path / "hard-link-to-state")
+    written = {
+        "eventIdFile": "state/events.id",
+        "pidFile": "daemon.pid",
+        "logPath": "logs",
+        "logFile": "main",
+        **options,
+    }
+    error = load_error(tmp_path, "daemon", written)
+
+    assert (error.section, error.option) == ("daemon", option)
+    assert other in str(error)
+    assert "each of the daemon's files must be a file of its own" in str(error)
+
+
+def test_the_default_files_and_the_classic_layout_are_each_a_file_of_their_own(tmp_path):
+    """Classic installs keep pid, state and logs in one folder, named shotgunEventDaemon*:
+    the state file and the pid file are not the log's rotated copies."""
+    load_with(tmp_path, "daemon", {})
+    load_with(tmp_path, "daemon", {"timing_log": "on"})
+    load_config(write(tmp_path, CLASSIC), environ={})
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "events.id").write_bytes(b"")
+    os.link(tmp_path / "state" / "events.id", tmp_path / "state" / "events.id.prev")
+    # a checkpoint killed between its two renames leaves the state file and .prev one inode
+    load_with(tmp_path, "daemon", {"eventIdFile": "state/events.id"})
 
 
 @pytest.mark.parametrize("option", ["eventIdFile", "pidFile", "status_file"])

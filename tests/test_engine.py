@@ -685,6 +685,44 @@ def test_a_missing_plugin_folder_is_reported_once_and_used_when_it_appears(site,
     daemon.stop()
 
 
+def test_a_folder_listed_again_through_a_symlink_runs_its_plugins_once(site, daemon):
+    """It ran every plugin of the folder twice on every event (spellings were compared)."""
+    alias = daemon.root / "current"
+    alias.symlink_to(daemon.plugin_dir)
+    daemon.config_path.write_text(
+        daemon.config_path.read_text().replace(
+            f"paths: {daemon.plugin_dir}", f"paths: {daemon.plugin_dir}, {alias}"
+        )
+    )
+    started(daemon, ("alpha", recorder_plugin()))
+    ids = new_events(site, 3)
+    daemon.wait_seen("alpha", ids)
+    time.sleep(1)
+    assert daemon.counts("alpha") == {event_id: 1 for event_id in ids}
+    assert f"'{alias}' is the folder '{daemon.plugin_dir}' by another path" in daemon.log()
+    daemon.stop()
+
+
+def test_a_symlink_to_a_listed_folder_made_after_start_does_not_run_its_plugins_twice(site, daemon):
+    """The config refuses the same folder twice (real paths); a link made later, under a
+    second listed folder that did not exist yet, is refused by the scan, once."""
+    alias = daemon.root / "current"
+    daemon.config_path.write_text(
+        daemon.config_path.read_text().replace(
+            f"paths: {daemon.plugin_dir}", f"paths: {daemon.plugin_dir}, {alias}"
+        )
+    )
+    started(daemon, ("alpha", recorder_plugin()))
+    alias.symlink_to(daemon.plugin_dir)
+    daemon.wait_for(lambda: "which is listed before it" in daemon.log(), 20, "the refusal")
+    ids = new_events(site, 3)
+    daemon.wait_seen("alpha", ids)
+    time.sleep(1)  # several polls and scans
+    assert daemon.counts("alpha") == {event_id: 1 for event_id in ids}
+    assert daemon.log().count("which is listed before it") == 1
+    daemon.stop()
+
+
 @pytest.mark.parametrize("saved_as", ["classic pickle", "one integer"])
 def test_a_stop_during_a_site_outage_at_start_keeps_the_saved_positions(site, daemon, saved_as):
     daemon.add_plugin("alpha", recorder_plugin())

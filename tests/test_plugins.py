@@ -93,6 +93,16 @@ def test_plugin_is_a_real_module_so_dataclasses_and_pickling_work(tmp_path):
             "matchEvents",
         ),
         ("def registerCallbacks(reg):\n    reg.registerCallback('s', 'k-1234', 5)\n", "callable"),
+        (
+            "def registerCallbacks(reg):\n"
+            "    reg.registerCallback('s', 'k-1234', lambda *a: None, timeout=1e10)\n",
+            "timeout must be a number of seconds > 0 and at most 86400",
+        ),
+        (
+            "def registerCallbacks(reg):\n"
+            "    reg.registerCallback('s', 'k-1234', lambda *a: None, retry={'max_delay': 1e10})\n",
+            "max_delay must be a number of seconds > 0 and at most 3600",
+        ),
     ],
 )
 def test_a_broken_plugin_is_inactive_with_the_reason(tmp_path, source, reason, caplog):

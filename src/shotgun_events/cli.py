@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the daemon with the example plugins against a local site emulator"
     )
-    demo.add_argument("--seconds", type=float, default=60.0, help="stop after this long (0: never)")
-    demo.add_argument("--rate", type=float, default=2.0, help="generated site events per second")
+    demo.add_argument(
+        "--seconds", type=_seconds, default=60.0, help="stop after this long (0: never)"
+    )
+    demo.add_argument("--rate", type=_rate, default=2.0, help="generated site events per second")
     demo.add_argument("--plugins", help="plugin folder (default: the repository's examplePlugins)")
 
     commands.add_parser(
@@ -129,13 +131,35 @@ def _add_check_config_parser(commands: Any) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+#: The longest wait a command line takes (``stop --timeout``, ``demo --seconds``): as the
+#: config's durations, a bounded number, so a typo never turns into a wait past what the
+#: clock functions accept (a crash) or an endless one.
+MOST_SECONDS = 86400.0
+#: The fastest event rate ``demo --rate`` generates.
+MOST_RATE = 1000.0
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    if not 0 <= value <= MOST_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to {MOST_SECONDS:g} seconds (1 day): {text!r}"
+        )
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of events per second: {text!r}") from None
+    if not 0 < value <= MOST_RATE:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MOST_RATE:g} events per second: {text!r}"
+        )
     return value
 
 

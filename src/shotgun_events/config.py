@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from .daemon_files import daemon_files, first_clash
+
 __all__ = [
     "CONFIG_ENV_VAR",
     "CONFIG_FILE_NAME",
@@ -149,17 +151,40 @@ class Secret:
 
 # --------------------------------------------------------------------------- settings
 
+#: Every number an option takes has an upper bound, documented with the option: intervals
+#: and timeouts at most an hour, windows and deadlines (gap_timeout, callback_timeout,
+#: worker_restart_window, rate_limit_window, give_up_after) at most a day. Past that a value
+#: is a typo or a wish for "forever", and past what threading and select accept (about 292
+#: years) it crashed a thread long after the config was accepted.
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+#: The whole numbers: counts of attempts and restarts, events held for one plugin (each takes
+#: memory), a worker process's memory, and any other whole number.
+MAX_COUNT = 1000
+MAX_BACKLOG = 1_000_000
+MAX_MEMORY_MB = 1_048_576  # 1 TiB
+MAX_WHOLE = 2**31 - 1
+
+
+def _duration_words(seconds: float) -> str:
+    """``3600 (1 hour)``: the bound as a number, and in words a person checks at a glance."""
+    for unit, word in ((DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")):
+        if seconds >= unit and seconds % unit == 0:
+            count = int(seconds // unit)
+            return f"{seconds:g} ({count} {word}{'s' if count > 1 else ''})"
+    return f"{seconds:g}"
+
 
 def _check_retry_policy(policy: RetryPolicy) -> Optional[str]:
     """What is wrong with a retry policy, or None; shared by the dataclass and the parser."""
+    attempts = f"attempts must be a whole number from 1 to {MAX_COUNT}"
     if isinstance(policy.attempts, bool) or not isinstance(policy.attempts, int):
-        return "attempts must be a whole number >= 1"
-    if policy.attempts < 1:
-        return "attempts must be a whole number >= 1"
-    for name in ("first_delay", "max_delay", "give_up_after"):
+        return attempts
+    if not 1 <= policy.attempts <= MAX_COUNT:
+        return attempts
+    for name, most in (("first_delay", HOUR), ("max_delay", HOUR), ("give_up_after", DAY)):
         value = getattr(policy, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            return f"{name} must be a number of seconds > 0"
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= most):
+            return f"{name} must be a number of seconds > 0 and at most {_duration_words(most)}"
     if not (isinstance(policy.jitter, (int, float)) and 0 <= policy.jitter <= 1):
         return "jitter must be a fraction from 0 to 1"
     if policy.max_delay < policy.first_delay:
@@ -448,8 +473,12 @@ def _flag(text: str) -> bool:
     raise _BadValueError("must be on or off (or true/false, yes/no, 1/0)")
 
 
-def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
-    rule = f"must be a number of seconds {'>=' if allow_zero else '>'} 0"
+def _seconds(allow_zero: bool = False, most: float = HOUR) -> Callable[[str], float]:
+    """A number of seconds > 0 (or >= 0), at most ``most``."""
+    rule = (
+        f"must be a number of seconds {'>=' if allow_zero else '>'} 0 "
+        f"and at most {_duration_words(most)}"
+    )
 
     def parse(text: str) -> float:
         try:
@@ -458,23 +487,22 @@ def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
             raise _BadValueError(rule) from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise _BadValueError(rule)
+        if value > most:
+            raise _BadValueError(rule)
         return value
 
     return parse
 
 
-def _whole(low: int, high: Optional[int] = None) -> Callable[[str], int]:
-    if high is None:
-        rule = f"must be a whole number >= {low}"
-    else:
-        rule = f"must be a whole number from {low} to {high}"
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    rule = f"must be a whole number from {low} to {high}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise _BadValueError(rule) from None
-        if value < low or (high is not None and value > high):
+        if value < low or value > high:
             raise _BadValueError(rule)
         return value
 
@@ -506,9 +534,9 @@ def _log_level(text: str) -> int:
         level = int(text)
     except ValueError:
         level = 0
-    if level <= 0:
+    if not 0 < level <= logging.CRITICAL:
         raise _BadValueError(
-            "must be a positive number (10 = DEBUG, 20 = INFO, 30 = WARNING, ...) "
+            "must be a number from 1 to 50 (10 = DEBUG, 20 = INFO, 30 = WARNING, ...) "
             "or a level name: DEBUG, INFO, WARNING, ERROR, CRITICAL"
         )
     return level
@@ -516,7 +544,7 @@ def _log_level(text: str) -> int:
 
 def _optional_seconds(text: str) -> Optional[float]:
     """``0`` turns the option off (None); anything else is a number of seconds > 0."""
-    value = _seconds(allow_zero=True)(text)
+    value = _seconds(allow_zero=True, most=DAY)(text)
     return value or None
 
 
@@ -922,7 +950,7 @@ MAX_BATCH_SIZE = 500
 def _batch_size(r: _Reader) -> int:
     """The classic daemon took any page size; the site never answers more than 500 rows,
     so a larger value (an old config's) loads as 500, with a warning."""
-    size = r.get("daemon", "max_event_batch_size", _whole(1), MAX_BATCH_SIZE)
+    size = r.get("daemon", "max_event_batch_size", _whole(1, MAX_WHOLE), MAX_BATCH_SIZE)
     if size > MAX_BATCH_SIZE:
         r.warn(
             f"{size} is more than the site's page size; {MAX_BATCH_SIZE} is used",
@@ -947,10 +975,10 @@ def _daemon_settings(r: _Reader) -> DaemonSettings:
         log_rotation=r.get(s, "log_rotation", _choice("midnight", "external"), "midnight"),
         timing_log=r.get(s, "timing_log", _flag, False),
         conn_retry_sleep=r.get(s, "conn_retry_sleep", _seconds(), 60.0),
-        max_conn_retries=r.get(s, "max_conn_retries", _whole(1), 5),
+        max_conn_retries=r.get(s, "max_conn_retries", _whole(1, MAX_COUNT), 5),
         fetch_interval=r.get(s, "fetch_interval", _seconds(), 5.0),
         max_event_batch_size=_batch_size(r),
-        gap_timeout=r.get(s, "gap_timeout", _seconds(allow_zero=True), 300.0),
+        gap_timeout=r.get(s, "gap_timeout", _seconds(allow_zero=True, most=DAY), 300.0),
         state_save_interval=r.get(s, "state_save_interval", _seconds(), 1.0),
         site_timeout=r.get(s, "site_timeout", _seconds(), 60.0),
         stop_timeout=r.get(s, "stop_timeout", _seconds(), 30.0),
@@ -958,12 +986,12 @@ def _daemon_settings(r: _Reader) -> DaemonSettings:
         status_interval=r.get(s, "status_interval", _seconds(), 5.0),
         metrics_port=r.get(s, "metrics_port", _whole(0, 65535), 0),
         metrics_host=r.get(s, "metrics_host", str, "127.0.0.1"),
-        max_plugin_backlog=r.get(s, "max_plugin_backlog", _whole(1), 5000),
+        max_plugin_backlog=r.get(s, "max_plugin_backlog", _whole(1, MAX_BACKLOG), 5000),
         plugin_retry=r.get(s, "plugin_retry", _retry_policy, None),
         callback_timeout=r.get(s, "callback_timeout", _optional_seconds, None),
-        worker_restart_limit=r.get(s, "worker_restart_limit", _whole(1), 5),
-        worker_restart_window=r.get(s, "worker_restart_window", _seconds(), 600.0),
-        max_worker_memory_mb=r.get(s, "max_worker_memory_mb", _whole(0), 0),
+        worker_restart_limit=r.get(s, "worker_restart_limit", _whole(1, MAX_COUNT), 5),
+        worker_restart_window=r.get(s, "worker_restart_window", _seconds(most=DAY), 600.0),
+        max_worker_memory_mb=r.get(s, "max_worker_memory_mb", _whole(0, MAX_MEMORY_MB), 0),
     )
 
 
@@ -987,8 +1015,11 @@ def _plugin_settings(r: _Reader) -> PluginSettings:
     written = r.required(s, "paths", _folder_list, "the plugin folders, separated by commas")
     resolved = _distinct_folders(r, written)
     overrides = _folder_sections(r, written)
+    for path, section in overrides.items():
+        if path not in resolved:
+            r.warn(f"is not used: {path!r} is a folder listed before it by another path", section)
     folders = []
-    for path in written:
+    for path in resolved:
         section = overrides.get(path)
         if section is not None:
             folder_isolation = r.get(section, "isolation", _choice("thread", "process"), isolation)
@@ -1009,21 +1040,51 @@ def _folder_list(text: str) -> List[str]:
 
 
 def _distinct_folders(r: _Reader, written: List[str]) -> Dict[str, Path]:
-    """Each written folder resolved; the same folder twice would run its plugins twice."""
+    """Each folder to use, resolved: a folder listed twice would run its plugins twice.
+
+    The same spelling twice (``a`` and ``./a``) is a typo in this one line: an error. The
+    same folder by another path (a ``current`` release link beside the folder it points to,
+    a bind mount: compared by real path and inode) comes from how the disk is laid out, can
+    change under a running daemon, and must not stop the start: the folder is used once, as
+    first listed, with a warning. The later spelling then counts as a folder no longer
+    configured, so a plugin new under the first one may resume from its saved position
+    (see README, "Moved plugin folders").
+    """
     resolved: Dict[str, Path] = {}
-    first_spelling: Dict[str, str] = {}
+    first_spelling: Dict[Any, str] = {}
     for path in written:
         folder = _path_under(r.folder)(path)
-        same = os.path.normpath(folder)
-        if same in first_spelling:
+        real = os.path.realpath(folder)
+        identities = [real, *_inode(real)]  # an inode too: a bind mount has another path
+        earlier = next((first_spelling[i] for i in identities if i in first_spelling), None)
+        if earlier is None:
+            for identity in identities:
+                first_spelling[identity] = path
+            resolved[path] = folder
+        elif os.path.normpath(_path_under(r.folder)(earlier)) == os.path.normpath(folder):
             raise r.error(
-                f"lists the folder {same} twice ({first_spelling[same]!r} and {path!r})",
+                f"lists the folder {real} twice ({earlier!r} and {path!r}): its plugins "
+                "would run twice; keep one",
                 "plugins",
                 "paths",
             )
-        first_spelling[same] = path
-        resolved[path] = folder
+        else:
+            r.warn(
+                f"{path!r} is the folder {earlier!r} by another path ({real}); its plugins "
+                f"run once, as listed first ({earlier!r}), and {path!r} is not used",
+                "plugins",
+                "paths",
+            )
     return resolved
+
+
+def _inode(path: str) -> List[Tuple[int, int]]:
+    """``[(device, inode)]`` of an existing path, ``[]`` when it cannot be looked at."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return []
+    return [(info.st_dev, info.st_ino)]
 
 
 def _folder_sections(r: _Reader, written: List[str]) -> Dict[str, str]:
@@ -1093,7 +1154,7 @@ def _email_settings(r: _Reader) -> EmailSettings:
         to_addrs=to_addrs,
         subject=r.get(s, "subject", str, "[shotgunEvents]"),
         timeout=r.get(s, "timeout", _seconds(), 10.0),
-        rate_limit_window=r.get(s, "rate_limit_window", _seconds(allow_zero=True), 600.0),
+        rate_limit_window=r.get(s, "rate_limit_window", _seconds(allow_zero=True, most=DAY), 600.0),
     )
     return settings
 
@@ -1210,6 +1271,26 @@ def _warn_if_set(r: _Reader, section: str, option: str, message: str) -> None:
         r.warn(message, section, option)
 
 
+def _refuse_shared_daemon_files(r: _Reader, config_path: Path, daemon: DaemonSettings) -> None:
+    """Two options naming one file (a status file over the state file, a pid file that is
+    the state file's lock) destroyed the saved positions: refuse, naming both options."""
+    log_folder = daemon.log_path or config_path.parent
+    main_log = _path_under(log_folder)(daemon.log_file)
+    files, families = daemon_files(
+        config_path=config_path,
+        event_id_file=daemon.event_id_file,
+        pid_file=daemon.pid_file,
+        status_file=daemon.status_file,
+        main_log=main_log,
+        timing_log=Path(f"{main_log}.timing") if daemon.timing_log else None,
+        plugin_log_folder=log_folder if daemon.log_mode == 1 else None,
+        rotates=daemon.log_rotation == "midnight",
+    )
+    clash = first_clash(files, families)
+    if clash is not None:
+        raise r.error(clash.message, "daemon", clash.later.option)
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -1230,6 +1311,7 @@ def load_config(
     for section in _REQUIRED_SECTIONS:
         reader.require_section(section)
     daemon = _daemon_settings(reader)
+    _refuse_shared_daemon_files(reader, config_path, daemon)
     site = _site_settings(reader)
     plugins = _plugin_settings(reader)
     emails = _email_settings(reader)

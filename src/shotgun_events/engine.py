@@ -25,7 +25,7 @@ from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from .config import Config, PluginFolderSettings
 from .observe import EngineObserver
-from .plugins import FolderScan, Plugin, PluginEnvironment, make_importable, scan_folder
+from .plugins import FolderScan, Plugin, PluginEnvironment, make_importable, scan_folders
 from .process_worker import ProcessPlugin
 from .reader import Page, describe_jump
 from .retry import OutageLog
@@ -592,7 +592,7 @@ class Engine:
 
     def _scan_plugins(self, start_position: int) -> None:
         folders = self.config.plugins.folders
-        scans = [(folder, scan_folder(folder.resolved)) for folder in folders]
+        scans = list(zip(folders, scan_folders([folder.resolved for folder in folders])))
         if self._saved is not None:  # at start: which plugins did a moved folder leave?
             self._saved.settle_moved_folders(
                 [(folder.path, name) for folder, scan in scans for name in scan.files],

@@ -24,11 +24,22 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import shotgun_api3
 
-from .config import RetryPolicy
+from .config import DAY, RetryPolicy
 from .matching import EventMatcher
 from .retry import resolve_policy
 
@@ -185,10 +196,13 @@ class Registrar:
             raise TypeError(f"registerCallback got unknown options: {', '.join(sorted(unknown))}")
         timeout = options.get("timeout")
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MOST_CALLBACK_TIMEOUT
         ):
             raise ValueError(
-                f"registerCallback timeout must be a number of seconds > 0, got {timeout!r}"
+                "registerCallback timeout must be a number of seconds > 0 and at most "
+                f"{MOST_CALLBACK_TIMEOUT:g} (1 day, as [daemon] callback_timeout), got {timeout!r}"
             )
         matcher = EventMatcher(matchEvents)
         self._plugin.add_callback(
@@ -207,6 +221,9 @@ class Registrar:
 
 #: Distinct (event type, attribute) answers a plugin remembers before starting afresh.
 MATCH_CACHE_SIZE = 10_000
+
+#: The longest ``registerCallback(timeout=)``: the bound of ``[daemon] callback_timeout``.
+MOST_CALLBACK_TIMEOUT = DAY
 
 #: Keyword options of registerCallback beyond the classic ones.
 KNOWN_CALLBACK_OPTIONS = frozenset({"retry", "timeout"})
@@ -615,3 +632,30 @@ def scan_folder(folder: Path) -> FolderScan:
 
 def _signature_of(info: os.stat_result) -> FileSignature:
     return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def scan_folders(folders: Sequence[Path]) -> List[FolderScan]:
+    """Scan each folder, in order; one that is, by its real path, a folder listed before it
+    (a symlink made after the config was checked) is refused, as its plugins would run twice.
+
+    The config uses such a pair once already (config._distinct_folders); this keeps a
+    running daemon from loading them twice when the link appears later. Both are looked at
+    again at every scan.
+    """
+    first_name: Dict[str, Path] = {}
+    scans = []
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if real in first_name:
+            scans.append(
+                FolderScan(
+                    {},
+                    {},
+                    f"it is the folder {first_name[real]} (by its real path {real}), which is "
+                    "listed before it: its plugins run once, from there",
+                )
+            )
+            continue
+        first_name[real] = folder
+        scans.append(scan_folder(folder))
+    return scans

@@ -11,6 +11,7 @@ at a closed port: a bad value that slipped through would show as a daemon that s
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,16 @@ BAD_VALUES = [
     ("daemon", "worker_restart_window", "-1"),
     ("daemon", "max_worker_memory_mb", "-1"),
     ("daemon", "log_rotation", "daily"),
+    # Numbers past their upper bound (1e10 s passed, then crashed a thread: OverflowError)
+    ("daemon", "fetch_interval", "1e10"),
+    ("daemon", "status_interval", "1e10"),
+    ("daemon", "state_save_interval", "1e10"),
+    ("daemon", "stop_timeout", "1e10"),
+    ("daemon", "gap_timeout", "1e10"),
+    ("daemon", "callback_timeout", "1e10"),
+    ("daemon", "plugin_retry", "give_up_after=1e10"),
+    ("daemon", "max_plugin_backlog", "1000000000"),
+    ("emails", "rate_limit_window", "1e10"),
     ("shotgun", "server", "not a url"),
     ("shotgun", "server", "ftp://studio.example"),
     ("shotgun", "server", "%(SGED_TEST_UNSET_VARIABLE)s"),
@@ -267,6 +278,34 @@ def test_path_that_cannot_be_made_fails_the_start_with_a_clear_message(
     a_file.write_text("not a folder\n")
     config = write_config(tmp_path, ("daemon", option, value.format(file=a_file)))
     assert_clear_refusal(run(command, config), str(a_file), says, code=1)
+    tally["cases"] += 1
+
+
+@pytest.mark.parametrize(
+    "option, value, other",
+    [
+        ("status_file", "{state}", "[daemon] eventIdFile"),
+        ("pidFile", "{state}", "[daemon] eventIdFile"),
+        ("pidFile", "{state}.lock", "[daemon] eventIdFile"),
+        ("status_file", "{pid}", "[daemon] pidFile"),
+    ],
+)
+@pytest.mark.parametrize("command", ["foreground", "start"])
+def test_two_options_naming_one_file_exit_2_and_leave_the_positions_alone(
+    tmp_path, tally, command, option, value, other
+):
+    """The status JSON overwrote the state pickle (every plugin then restarted at the newest
+    event), and the pid written into the state file read back as every plugin's position."""
+    state = tmp_path / "state" / "events.id"
+    state.parent.mkdir()
+    saved = pickle.dumps({str(tmp_path / "plugins"): {"p": (41, {})}}, 2)
+    state.write_bytes(saved)
+    config = write_config(
+        tmp_path, ("daemon", option, value.format(state=state, pid=tmp_path / "daemon.pid"))
+    )
+    assert_clear_refusal(run(command, config), str(config), f"[daemon] {option}: ", other)
+    assert state.read_bytes() == saved
+    assert not (tmp_path / "daemon.pid").exists()
     tally["cases"] += 1
 
 
