@@ -45,7 +45,10 @@ def base_sections(root: Path, emails: bool = False) -> Dict[str, Section]:
         "plugins": {"paths": str(root / "plugins")},
     }
     if emails:
+        # Explicitly on: an unusable address is then an error (without `enabled`, it turns
+        # emails off with a warning, as the classic example's placeholders must load).
         sections["emails"] = {
+            "enabled": "on",
             "server": "127.0.0.1",
             "from": "events@studio.example",
             "to": "pipeline@studio.example",
