@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import logging.handlers
 import re
@@ -9,7 +11,13 @@ import re
 import pytest
 
 from harness import PLUGIN_SCRIPT, recorder_plugin
-from shotgun_events.logs import LogSetup, Redactor
+from shotgun_events.logs import (
+    LogSetup,
+    MaskedTerminal,
+    PrivateRotatingFileHandler,
+    Redactor,
+    learn_secrets,
+)
 from shotgun_events.service import build_logs
 from test_config import load_with
 from test_engine import new_events, started
@@ -117,3 +125,36 @@ def test_secrets_are_masked_in_every_line_tracebacks_included():
     redactor = Redactor([PLUGIN_SCRIPT[1], "abc"])  # too short to mask: ordinary words stay
     text = f"key={PLUGIN_SCRIPT[1]} in Traceback: ...{PLUGIN_SCRIPT[1]}... abc"
     assert redactor(text) == "key=******** in Traceback: ...********... abc"
+
+
+def test_the_terminal_masks_every_write_and_survives_a_closed_stream():
+    """What reaches the terminal without a log handler (prints, Python's tracebacks) is
+    masked; a closed terminal loses the text, never raises, and close() closes nothing."""
+    underlying = io.StringIO()
+    terminal = MaskedTerminal(underlying)
+    learn_secrets([PLUGIN_SCRIPT[1]])
+    print(f"the key is {PLUGIN_SCRIPT[1]}", file=terminal)
+    terminal.close()  # a plugin "closing sys.stderr"
+    print("still here", file=terminal)
+    assert underlying.getvalue() == "the key is ********\nstill here\n"
+    underlying.close()
+    print("lost, quietly", file=terminal)
+    terminal.flush()
+
+
+def test_a_handler_that_cannot_write_never_raises_into_the_caller(tmp_path, capsys):
+    """logging's own handleError raised ValueError when sys.stderr was closed: the caller's
+    thread (the service thread, another plugin's worker) died."""
+    handler = PrivateRotatingFileHandler(str(tmp_path / "main"), when="midnight")
+    logger = logging.getLogger("test.never-raises")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        handler.stream.close()
+        with contextlib.redirect_stderr(io.StringIO()) as stderr:
+            stderr.close()
+            logger.error("a line that cannot be written")  # must not raise
+        logger.error("nor when it can say so")
+    finally:
+        logger.removeHandler(handler)
+    assert "logging error in PrivateRotatingFileHandler" in capsys.readouterr().err

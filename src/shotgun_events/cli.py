@@ -18,6 +18,7 @@ from typing import Any, List, Optional
 
 from . import __version__
 from .config import Config, ConfigError, find_config_file, load_config
+from .logs import learn_secrets, mask_terminal
 from .slots import MAX_EVENT_ID
 
 EXIT_OK = 0
@@ -184,6 +185,9 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # Everything a command prints, Python's own tracebacks included, is masked on its way
+    # to the terminal (logs.py); the config's secrets are known as soon as it is read.
+    mask_terminal()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         from .emulator.command import main as emulator_main
@@ -204,6 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"shotgunEventDaemon: {error}", file=sys.stderr)
         # LSB: `status` exit 2 would mean "dead with a lock file"; 4 is "status unknown".
         return STATUS_UNKNOWN if args.command == "status" else EXIT_USAGE
+    learn_secrets(config.secrets())
     return run_command(args, config)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 from .config import Config
+from .logs import mask
 from .slots import MAX_EVENT_ID
 
 if TYPE_CHECKING:
@@ -384,7 +385,9 @@ def _read_request(connection: socket.socket) -> bytes:
 def _send_reply(connection: socket.socket, ok: bool, message: str) -> None:
     try:
         connection.settimeout(READ_TIMEOUT)
-        connection.sendall(json.dumps({"ok": ok, "message": message}).encode("utf-8") + b"\n")
+        # The one exit of the socket: a reply quotes plugin errors, which may hold a key.
+        reply = {"ok": ok, "message": mask(message)}
+        connection.sendall(json.dumps(reply).encode("utf-8") + b"\n")
     except OSError:
         pass  # the client left; the log has what was done
 

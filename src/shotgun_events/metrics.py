@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .logs import mask
 from .observe import EngineObserver
 
 log = logging.getLogger("engine.metrics")
@@ -442,6 +443,9 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("Metrics request %s failed: %s", self.path, error, exc_info=True)
             code, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8"
             body = f"status unavailable: {error}\n".encode()
+        # The one exit of this server: whatever a status carries (a plugin's load error,
+        # the site's last error) reaches any local user masked.
+        body = mask(body.decode("utf-8", "replace")).encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -20,10 +20,11 @@ import stat
 import sys
 import threading
 import traceback
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import (
     Any,
     Callable,
@@ -302,6 +303,7 @@ class Plugin:
         is seen as a change by the next scan.
         """
         with self._lock:
+            _LOADED_FILES[str(self.path)] = self
             self.signature = file_signature(self.path)
             self.callbacks = []
             self._matching = {}
@@ -342,6 +344,23 @@ class Plugin:
         """Stop running this plugin until its file changes (or an operator retries it)."""
         self.active = False
         self.inactive_reason = reason
+
+
+#: Plugin files loaded in this process, by the file name their code objects carry, so
+#: that an uncaught exception (in a thread a plugin started) is logged as that plugin's.
+_LOADED_FILES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def owner_of_traceback(tb: Optional[TracebackType]) -> Optional[Tuple[logging.Logger, str]]:
+    """The logger and name of the plugin whose code raised: the innermost frame of the
+    traceback that is in a loaded plugin file (a helper module's frames are passed over)."""
+    owner = None
+    while tb is not None:
+        plugin = _LOADED_FILES.get(tb.tb_frame.f_code.co_filename)
+        if plugin is not None:
+            owner = (plugin.logger, plugin.name)
+        tb = tb.tb_next
+    return owner
 
 
 def _check_callback_signature(callback: Callable[..., Any]) -> None:

@@ -40,6 +40,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, NoReturn
 
 from .alerts import ALERT_ERROR_TYPE, ALERT_TEMPLATE
 from .config import RetryPolicy
+from .logs import SECRETS, NeverRaises, mask_terminal, route_uncaught_exceptions
 from .matching import EventMatcher
 from .plugins import EmailSetting, Plugin, PluginEnvironment, file_signature
 from .retry import is_transient, resolve_policy
@@ -757,7 +758,7 @@ class _Sender:
             self.sent += 1
 
 
-class _ForwardLogs(logging.Handler):
+class _ForwardLogs(NeverRaises):
     """Sends every log record to the daemon, message formatted and traceback as text."""
 
     def __init__(self, sender: _Sender) -> None:
@@ -799,11 +800,17 @@ def _worker_main(
     """The worker process: load the plugin, report, then run callbacks until told to stop."""
     _die_with_the_daemon()
     _ignore_interrupts()
+    mask_terminal()  # the plugin's prints go to the daemon's terminal: masked
     sender = _Sender(log_conn)
     _forward_logs(sender, settings.log_level)
-    plugin = Plugin(
-        folder, Path(path), settings.environment(lambda key: sender.send((_SECRET, key)))
-    )
+
+    def add_secret(key: str) -> None:
+        SECRETS.add(key)
+        sender.send((_SECRET, key))
+
+    plugin = Plugin(folder, Path(path), settings.environment(add_secret))
+    # Every uncaught exception in this process is the plugin's: its threads, finalizers.
+    route_uncaught_exceptions(lambda tb: (plugin.logger, plugin.name))
     loaded = plugin.load()
     conn.send((sender.sent, _load_report(plugin)))
     if loaded:
@@ -843,6 +850,8 @@ def _ignore(number: int, frame: Any) -> None:
 
 
 def _forward_logs(sender: _Sender, level: int) -> None:
+    logging.raiseExceptions = False  # a handler the plugin adds must not raise into us
+    logging.captureWarnings(True)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -26,8 +26,23 @@ from types import FrameType
 from typing import List, Optional, Tuple
 
 from .config import Config, PluginFolderSettings
-from .logs import LINE_FORMAT, RedactingFormatter, Redactor
-from .plugins import Callback, Plugin, PluginEnvironment, make_importable, scan_folder
+from .logs import (
+    LINE_FORMAT,
+    SECRETS,
+    RedactingFormatter,
+    Redactor,
+    TerminalHandler,
+    learn_secrets,
+    route_uncaught_exceptions,
+)
+from .plugins import (
+    Callback,
+    Plugin,
+    PluginEnvironment,
+    make_importable,
+    owner_of_traceback,
+    scan_folder,
+)
 from .reader import Event
 from .retry import OutageLog, RetryInterrupted, call_with_retry
 from .site import OutageMonitor, Site, Stopping
@@ -215,9 +230,14 @@ class Replay:
 
 
 def install_terminal_logging(config: Config) -> Redactor:
-    """Log to stderr only, secrets masked; returns the redactor plugins add their keys to."""
-    redactor = Redactor(config.secrets())
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to stderr only, secrets masked; returns the redactor plugins add their keys to
+    (the process's own, so the terminal masks what the plugin registers too)."""
+    learn_secrets(config.secrets())
+    redactor = SECRETS
+    logging.raiseExceptions = False
+    logging.captureWarnings(True)
+    route_uncaught_exceptions(owner_of_traceback)
+    handler = TerminalHandler()
     handler.setFormatter(RedactingFormatter(LINE_FORMAT, redactor))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -40,7 +40,7 @@ from lockfile.pidlockfile import read_pid_from_pidfile
 
 from . import __version__
 from .config import Config
-from .logs import LogSetup
+from .logs import LogSetup, mask, route_uncaught_exceptions
 from .observe import EngineObserver
 from .status import format_report, read_status_file, write_status_file
 
@@ -347,8 +347,9 @@ def build_engine(
     config: Config, logs: LogSetup, observer: Optional[EngineObserver] = None
 ) -> Engine:
     from .engine import Engine
-    from .plugins import PluginEnvironment
+    from .plugins import PluginEnvironment, owner_of_traceback
 
+    route_uncaught_exceptions(owner_of_traceback)
     environment = PluginEnvironment(
         server=config.site.server,
         proxy_server=config.site.proxy_server,
@@ -884,7 +885,8 @@ class StartReport:
         if fd is None:
             return
         try:
-            os.write(fd, (message.replace("\n", " ") + "\n").encode("utf-8"))
+            # The daemon knows the plugins' keys, the waiting `start` only the config's.
+            os.write(fd, (mask(message).replace("\n", " ") + "\n").encode("utf-8"))
         except OSError:
             pass  # `start` gave up waiting; the log file has the story
         finally:

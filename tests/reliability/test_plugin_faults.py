@@ -276,3 +276,37 @@ def test_a_leaking_plugin_in_its_own_process_is_recycled_and_reported(
     assert daemon_mb < LEAK_MB_PER_EVENT * LEAK_EVENTS / 2, "the leak is in the daemon itself"
     assert recycled >= 1
     assert re.search(r"leaks_memory uses \d+ MB, more than max_worker_memory_mb", daemon.log())
+
+
+@pytest.mark.parametrize(
+    "closes", ["sys.stderr.close()", "sys.__stderr__.close(); sys.__stdout__.close()"]
+)
+def test_a_plugin_that_closes_the_terminal_stops_neither_sigterm_nor_another_plugin(
+    site, durable_daemon, closes
+):
+    """Every later log line raised out of logging's handleError (I/O operation on closed
+    file): the service thread died on the SIGTERM's own log line, so SIGTERM was ignored,
+    and a plugin that logs lost its worker thread for good."""
+    daemon = durable_daemon
+    daemon.write_config(stop_timeout=3)
+    daemon.add_plugin("closer", fsync_recorder_plugin(body=f"import sys\n{closes}"))
+    daemon.add_plugin(
+        "chatty", fsync_recorder_plugin(body="logger.info('handling %d', event['id'])")
+    )
+    daemon.start()
+    daemon.wait_started()
+    a, b = site.insert_events(3)
+    first = list(range(a, b + 1))
+    daemon.wait_seen("closer", first)
+    a, b = site.insert_events(5)
+    later = list(range(a, b + 1))
+    daemon.wait_seen("chatty", first + later)
+    # The terminal handler writes on a descriptor of its own: its lines still come.
+    daemon.wait_for(lambda: f"handling {later[-1]}" in daemon.log(), 20, "chatty's last line")
+    started = time.monotonic()
+    daemon.signal(15)
+    code = daemon.process.wait(3 + 5 + 5)  # stop_timeout + the daemon's own grace + margin
+    assert code == 0, daemon.log()[-3000:]
+    assert time.monotonic() - started < 3 + 5
+    assert daemon.seen("chatty") == first + later
+    assert "Stopped; positions saved" in daemon.log()

@@ -249,3 +249,124 @@ def test_health_endpoint_listens_on_loopback_only_by_default(site, durable_daemo
     assert addresses == ["0100007F"], f"listening on {addresses}, not only on 127.0.0.1"
     assert healthy == 200
     figures.add("Security", "health endpoint by default", f"127.0.0.1:{port} only (/healthz 200)")
+
+
+# --------------------------------------------------------------------------- every exit masks
+
+KEY = PLUGIN_SCRIPT[1]
+
+#: Fails to load, after registering: its key is a secret, and its load error quotes it.
+LOAD_FAILS_WITH_KEY = textwrap.dedent(
+    f"""
+    def registerCallbacks(reg):
+        reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {KEY!r}, callback)
+        raise RuntimeError("the farm refused key {KEY}")
+
+    def callback(sg, logger, event, args):
+        pass
+    """
+)
+
+
+def get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read().decode()
+    except urllib.error.HTTPError as error:  # 503 has a body too
+        return error.read().decode()
+
+
+def test_a_plugin_error_holding_its_key_is_masked_at_every_exit(site, durable_daemon):
+    """The key was masked in the logs and the status file, but shown in clear on /healthz
+    (any local user can read it), in the replies of retry/skip and in replay's output: the
+    load error (Plugin.inactive_reason) reached those exits unmasked."""
+    daemon = durable_daemon
+    port = free_port()
+    daemon.write_config(metrics_port=port, status_interval=0.2)
+    daemon.add_plugin("leaky", LOAD_FAILS_WITH_KEY)
+    daemon.add_plugin(
+        "stops",
+        fsync_recorder_plugin(body=f"raise RuntimeError('the farm refused key {KEY}')"),
+    )
+    daemon.start()
+    daemon.wait_started()
+    site.insert_events(1)
+    daemon.wait_for(
+        lambda: "stopped on an error" in get(f"http://127.0.0.1:{port}/healthz"),
+        20,
+        "the stopped plugin",
+    )
+    outputs = daemon.root / "outputs"
+    shown = {
+        "/healthz": get(f"http://127.0.0.1:{port}/healthz"),
+        "/metrics": get(f"http://127.0.0.1:{port}/metrics"),
+    }
+    for args in (("retry", "leaky"), ("skip", "leaky"), ("retry", "stops"), ("skip", "stops")):
+        result = daemon.command(*args)
+        shown[" ".join(args)] = result.stdout + result.stderr
+    result = daemon.command("replay", "--plugin", "leaky", "--from", "1")
+    shown["replay"] = result.stdout + result.stderr
+    assert daemon.stop() == 0
+    for name, text in shown.items():
+        keep_output(outputs, name.strip("/").replace(" ", "-") + ".txt", text)
+        assert KEY not in text, f"{name} shows the key: {text[-500:]}"
+    for name in ("/healthz", "retry leaky", "replay"):
+        assert f"the farm refused key {MASK}" in shown[name], shown[name]
+
+
+#: A thread-mode plugin whose helper thread fails with its key in the message and in the
+#: source line; a finalizer and a warning do the same.
+THREAD_FAILS_WITH_KEY = textwrap.dedent(
+    f"""
+    import threading, warnings
+    from _fsync_recorder import record
+
+    class Leftover:
+        def __del__(self):
+            raise RuntimeError("finalizer refused key {KEY}")
+
+    def work():
+        raise RuntimeError("the farm refused key {KEY}")
+
+    def registerCallbacks(reg):
+        reg.registerCallback({PLUGIN_SCRIPT[0]!r}, {KEY!r}, callback)
+
+    def callback(sg, logger, event, args):
+        threading.Thread(target=work, name="farm-submit").start()
+        Leftover()
+        warnings.warn("deprecated farm call with {KEY}")
+        record("spawner", "cb", event)
+    """
+)
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_an_exception_in_a_thread_a_plugin_started_is_logged_masked_naming_the_plugin(
+    site, durable_daemon, isolation
+):
+    """Python's own hooks printed it to stderr in clear (the terminal, the journal) and no
+    log had it; detached (stderr on /dev/null) it was lost."""
+    daemon = durable_daemon
+    daemon.plugin_options["isolation"] = isolation
+    daemon.write_config()
+    daemon.add_plugin("spawner", THREAD_FAILS_WITH_KEY)
+    daemon.start()
+    daemon.wait_started()
+    first, last = site.insert_events(2)
+    daemon.wait_seen("spawner", range(first, last + 1))
+    plugin_log = daemon.log_dir / "plugin.spawner"
+    daemon.wait_for(
+        lambda: plugin_log.exists() and "finalizer refused" in plugin_log.read_text(),
+        20,
+        "the plugin's log",
+    )
+    assert daemon.stop() == 0
+    terminal, logged = daemon.log(), plugin_log.read_text()
+    assert KEY not in terminal and KEY not in logged
+    assert (
+        "Uncaught RuntimeError in thread farm-submit (code of plugin spawner), which ended."
+        in logged
+    ), logged[-3000:]
+    assert f"RuntimeError: the farm refused key {MASK}" in logged
+    assert f"RuntimeError: finalizer refused key {MASK}" in logged
+    assert f"deprecated farm call with {MASK}" in daemon.log()
