@@ -78,7 +78,7 @@ def test_entity_field_change_carries_old_and_new_links(emulator, sg, project, ev
     shot = sg.create("Shot", {"code": "s", "project": project, "sg_sequence": first})
     start = emulator.latest_event_id()
     sg.update("Shot", shot["id"], {"sg_sequence": second})
-    (event,) = events_after(start)
+    (event,) = events_after(start, ["event_type", "is", "Shotgun_Shot_Change"])
     assert event["meta"]["old_value"] == {"type": "Sequence", "id": first["id"], "name": "SQ1"}
     assert event["meta"]["new_value"] == {"type": "Sequence", "id": second["id"], "name": "SQ2"}
 
@@ -88,7 +88,7 @@ def test_multi_entity_change_lists_added_and_removed(emulator, sg, project, even
     shot = sg.create("Shot", {"code": "s", "project": project, "assets": [a, b]})
     start = emulator.latest_event_id()
     sg.update("Shot", shot["id"], {"assets": [b, c]})
-    (event,) = events_after(start)
+    (event,) = events_after(start, ["event_type", "is", "Shotgun_Shot_Change"])
     meta = event["meta"]
     assert meta["field_data_type"] == "multi_entity"
     assert meta["added"] == [{"type": "Asset", "id": c["id"], "name": "c"}]

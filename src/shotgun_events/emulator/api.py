@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import query, summaries
 from .errors import ApiError, AuthenticationError
 from .eventlog import EVENT_TYPE, Actor, EventLog
+from .reverse import LinkChange, ReverseLinks, changed_links, link_keys
 from .schema import Field, Schema
 from .store import Row, Store, Transaction
 from .values import Links, link_key, normalize, utc_now
@@ -32,6 +33,7 @@ class Site:
         self.store = store
         self.links = Links(schema, store)
         self.events = EventLog(schema, store, self.links)
+        self.reverse = ReverseLinks(schema, store)
         self._scripts: Dict[str, str] = {}
         self._script_users: Dict[str, Dict[str, Any]] = {}
         self._scripts_lock = threading.Lock()
@@ -268,7 +270,14 @@ class Site:
             row["name"] = full.strip() or row.get("login")
         entity_id = self.store.allocate_id(entity_type)
         tx.insert(entity_type, entity_id, row)
-        self.events.entity_created(tx, actor, entity_type, entity_id, row, set_fields)
+        self.events.entity_created(tx, actor, entity_type, entity_id, row)
+        stamps = {"updated_at": now, "updated_by": actor.user}
+        for field in set_fields:
+            event_id = self.events.field_created(tx, actor, entity_type, entity_id, row, field)
+            if event_id is not None and field.reverse:
+                added = link_keys(field, row.get(field.name))
+                cause = LinkChange(entity_type, entity_id, field, added, [])
+                self._follow_reverse(tx, actor, cause, event_id, stamps, in_create=True)
         return query.render_entity(
             self.links, entity_type, entity_id, list(data) + list(return_fields or [])
         )
@@ -303,46 +312,79 @@ class Site:
             raise ApiError("API update() EventLogEntry rows cannot be changed")
         row = self._existing(entity_type, entity_id, "update")
         changes: Row = {}
-        metas: List[Tuple[Field, Dict[str, Any]]] = []
+        metas: List[Tuple[Field, Any, Dict[str, Any]]] = []
         for name, value in data.items():
             field = self._writable_field(entity_type, name, "update")
             mode = _mode(modes or {}, field)
-            new = self._new_value(field, row.get(name), value, mode)
             old = row.get(name)
             if field.data_type == "multi_entity":
-                if (old or []) != new:
+                new = self._multi_value(field, old, value, mode)
+                shown_old, shown_new = self._live(old), self._live(new)
+                if shown_old != shown_new:
                     changes[name] = new
-                    metas.append((field, self.events.multi_change_meta(field, old or [], new)))
-            elif old != new and not (old is None and new is False):
-                changes[name] = new
-                metas.append((field, self.events.change_meta(field, old, new)))
-        if changes:
-            changes.update(updated_at=utc_now(), updated_by=actor.user)
-            tx.update(entity_type, entity_id, changes)
-            for field, meta in metas:
-                self.events.attribute_changed(tx, actor, entity_type, entity_id, row, field, meta)
-        return query.render_entity(self.links, entity_type, entity_id, list(data))
-
-    def _new_value(self, field: Field, old: Any, value: Any, mode: str) -> Any:
-        if field.data_type != "multi_entity":
+                    meta = self.events.multi_change_meta(field, shown_old, shown_new)
+                    metas.append((field, old, meta))
+                continue
             if mode != "set":
                 raise ApiError(
                     f"API update() {field.entity_type}.{field.name}: multi_entity_update_mode "
                     f"{mode!r} applies to multi-entity fields only"
                 )
-            return normalize(field, value, self.links, "update")
+            new = normalize(field, value, self.links, "update")
+            if old != new and not (old is None and new is False):
+                changes[name] = new
+                metas.append((field, old, self.events.change_meta(field, old, new)))
+        if changes:
+            stamps = {"updated_at": utc_now(), "updated_by": actor.user}
+            tx.update(entity_type, entity_id, {**changes, **stamps})
+            for field, old, meta in metas:
+                event_id = self.events.attribute_changed(
+                    tx, actor, entity_type, entity_id, row, field, meta
+                )
+                if field.reverse:
+                    added, removed = changed_links(field, old, row.get(field.name))
+                    cause = LinkChange(entity_type, entity_id, field, added, removed, old)
+                    self._follow_reverse(tx, actor, cause, event_id, stamps, in_create=False)
+        return query.render_entity(self.links, entity_type, entity_id, list(data))
+
+    def _follow_reverse(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        cause: LinkChange,
+        cause_event_id: int,
+        stamps: Row,
+        in_create: bool,
+    ) -> None:
+        """Keep the other side of the caller's link change in step, and log it there."""
+        for change in self.reverse.follow(tx, cause, stamps):
+            self.events.reverse_changed(tx, actor, change, cause, cause_event_id, in_create)
+
+    def _live(self, links: Any) -> List[Dict[str, Any]]:
+        """The links a reader sees: those to entities that are not retired."""
+        return [link for link in links or [] if self.links.key(link) is not None]
+
+    def _multi_value(self, field: Field, old: Any, value: Any, mode: str) -> List[Any]:
+        """A multi-entity field's new stored value for one of the update modes.
+
+        Links to retired entities are not shown and stay stored whatever the mode, as a
+        site keeps a retired entity's connections: reviving it brings them back.
+        """
         if mode not in _MULTI_MODES:
             raise ApiError(
                 f"API update() {field.entity_type}.{field.name}: multi_entity_update_mode "
                 f"must be set, add or remove, got {mode!r}"
             )
+        old = list(old or [])
+        hidden = [link for link in old if self.links.key(link) is None]
+        shown = [link for link in old if self.links.key(link) is not None]
         if mode == "remove":
             removed = {link_key(item) for item in value or []}
-            return [link for link in old or [] if (link["type"], link["id"]) not in removed]
+            return hidden + [link for link in shown if (link["type"], link["id"]) not in removed]
         links = normalize(field, value, self.links, "update")
         if mode == "add":
-            return list(old or []) + [link for link in links if link not in (old or [])]
-        return links
+            return hidden + shown + [link for link in links if link not in shown]
+        return hidden + links
 
     def retire(self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int) -> bool:
         """Retire (the API's `delete`): False when already retired, a fault when unknown."""

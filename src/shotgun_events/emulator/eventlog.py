@@ -15,6 +15,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ApiError
+from .reverse import LinkChange, LinkKey
 from .schema import Field, Schema
 from .store import Row, Store, Transaction
 from .values import Links, link_key, utc_now
@@ -64,29 +65,34 @@ class EventLog:
     # --- what a site writes for changes -------------------------------------------------
 
     def entity_created(
+        self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int, row: Row
+    ) -> None:
+        """`Shotgun_<Type>_New`; the API layer then logs each field set (`field_created`)."""
+        name = self.links.name_of(entity_type, row)
+        meta = {"type": "new_entity", "entity_type": entity_type, "entity_id": entity_id}
+        description = f"{actor.name} created new {entity_type} {name}"
+        self._write(tx, actor, entity_type, entity_id, row, "New", None, meta, description)
+
+    def field_created(
         self,
         tx: Transaction,
         actor: Actor,
         entity_type: str,
         entity_id: int,
         row: Row,
-        set_fields: List[Field],
-    ) -> None:
-        """`Shotgun_<Type>_New`, then one `Change` with `in_create` per field the caller set."""
-        name = self.links.name_of(entity_type, row)
-        meta = {"type": "new_entity", "entity_type": entity_type, "entity_id": entity_id}
-        description = f"{actor.name} created new {entity_type} {name}"
-        self._write(tx, actor, entity_type, entity_id, row, "New", None, meta, description)
-        for field in set_fields:
-            value = row.get(field.name)
-            if value is None or value == []:
-                continue  # setting a field to nothing on create changes nothing
-            if field.data_type == "multi_entity":
-                change = self.multi_change_meta(field, [], value or [])
-            else:
-                change = self.change_meta(field, None, value)
-            change["in_create"] = True
-            self.attribute_changed(tx, actor, entity_type, entity_id, row, field, change)
+        field: Field,
+    ) -> Optional[int]:
+        """The `Change` with `in_create` for one field a create set; None when it set nothing
+        (setting a field to nothing on create changes nothing)."""
+        value = row.get(field.name)
+        if value is None or value == []:
+            return None
+        if field.data_type == "multi_entity":
+            change = self.multi_change_meta(field, [], value or [])
+        else:
+            change = self.change_meta(field, None, value)
+        change["in_create"] = True
+        return self.attribute_changed(tx, actor, entity_type, entity_id, row, field, change)
 
     def change_meta(self, field: Field, old: Any, new: Any) -> Dict[str, Any]:
         """`attribute_change` meta with old/new values as a reader would see them."""
@@ -111,8 +117,69 @@ class EventLog:
         row: Row,
         field: Field,
         meta: Dict[str, Any],
-    ) -> None:
+    ) -> int:
+        """One `Shotgun_<Type>_Change` for a field the caller changed; returns its id."""
         meta["entity_id"] = entity_id
+        description = self._change_description(actor, entity_type, row, field, meta)
+        return self._write(
+            tx, actor, entity_type, entity_id, row, "Change", field.name, meta, description
+        )
+
+    def reverse_changed(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        change: LinkChange,
+        cause: LinkChange,
+        cause_event_id: int,
+        in_create: bool,
+    ) -> None:
+        """The `Change` a site logs on the other side of a link: on the linked entity, for
+        its reverse field, when `cause` (a field the caller set) changed it.
+
+        As a site writes it, `meta` mixes both sides: `attribute_name` is the reverse field,
+        but `entity_type`, `entity_id` and `field_data_type` are those of the entity and
+        field the caller changed, which `actual_attribute_changed` names ("Task.entity"),
+        and `original_event_log_entry_id` is the id of that change's event. A multi-entity
+        reverse field has `added`/`removed`; a single-entity one `old_value`/`new_value`.
+        """
+        row = self.store.row(change.entity_type, change.entity_id)
+        if row is None or self.store.is_retired(change.entity_type, change.entity_id):
+            return  # nobody reads a retired entity's fields: the site logs nothing for it
+        field = change.field
+        meta: Dict[str, Any] = {
+            "type": "attribute_change",
+            "attribute_name": field.name,
+            "entity_type": cause.entity_type,
+            "entity_id": cause.entity_id,
+            "field_data_type": cause.field.data_type,
+        }
+        if field.data_type == "multi_entity":
+            meta["added"] = [self._named(_link(key)) for key in change.added]
+            meta["removed"] = [self._named(_link(key)) for key in change.removed]
+        else:
+            meta["old_value"] = self._meta_value(field, change.old)
+            meta["new_value"] = self._meta_value(field, row.get(field.name))
+        meta["actual_attribute_changed"] = f"{cause.entity_type}.{cause.field.name}"
+        meta["original_event_log_entry_id"] = cause_event_id
+        if in_create:
+            meta["in_create"] = True
+        description = self._change_description(actor, change.entity_type, row, field, meta)
+        self._write(
+            tx,
+            actor,
+            change.entity_type,
+            change.entity_id,
+            row,
+            "Change",
+            field.name,
+            meta,
+            description,
+        )
+
+    def _change_description(
+        self, actor: Actor, entity_type: str, row: Row, field: Field, meta: Dict[str, Any]
+    ) -> str:
         name = self.links.name_of(entity_type, row)
         if "added" in meta:
             detail = f"added {len(meta['added'])}, removed {len(meta['removed'])}"
@@ -121,10 +188,7 @@ class EventLog:
                 _describe(meta.get("old_value")),
                 _describe(meta.get("new_value")),
             )
-        description = (
-            f'{actor.name} changed "{field.display_name}" {detail} on {entity_type} {name}'
-        )
-        self._write(tx, actor, entity_type, entity_id, row, "Change", field.name, meta, description)
+        return f'{actor.name} changed "{field.display_name}" {detail} on {entity_type} {name}'
 
     def entity_retired(
         self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int, row: Row
@@ -169,7 +233,7 @@ class EventLog:
         attribute_name: Optional[str],
         meta: Dict[str, Any],
         description: str,
-    ) -> None:
+    ) -> int:
         if actor.sudo_actual_user is not None:
             meta["sudo_actual_user"] = actor.sudo_actual_user
         project = {"type": "Project", "id": entity_id} if entity_type == "Project" else None
@@ -184,7 +248,9 @@ class EventLog:
             "description": description,
             "session_uuid": actor.session_uuid,
         }
-        tx.insert(EVENT_TYPE, self.store.allocate_id(EVENT_TYPE), event)
+        event_id = self.store.allocate_id(EVENT_TYPE)
+        tx.insert(EVENT_TYPE, event_id, event)
+        return event_id
 
     def _meta_value(self, field: Field, value: Any) -> Any:
         if field.data_type == "entity":
@@ -323,6 +389,10 @@ def event_row(event_type: str, fields: Dict[str, Any]) -> Row:
                 raise ApiError(f"EventLogEntry.{name} must be an entity dict, got {value!r}")
             row[name] = {"type": key[0], "id": key[1]}
     return row
+
+
+def _link(key: LinkKey) -> Dict[str, Any]:
+    return {"type": key[0], "id": key[1]}
 
 
 def _describe(value: Any) -> str:

@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .api import Site
-from .eventlog import Actor
+from .eventlog import EVENT_TYPE, Actor
 
 log = logging.getLogger("shotgun_events.emulator.generator")
 
@@ -195,24 +195,29 @@ class ActivityGenerator:
     # --- activity ----------------------------------------------------------------------
 
     def step(self) -> int:
-        """One piece of activity; returns how many events it wrote."""
+        """One piece of activity; returns how many events it wrote (the site's own count:
+        a change also logs the other side of the links it sets)."""
         if self.demo is None:
             self.demo = self.seed_project()
-        roll = self.random.random()
-        if roll < 0.6:
-            written = self._advance_task()
-        elif roll < 0.85:
-            written = self._publish_version()
-        else:
-            written = self._write_note()
+        store = self.site.store
+        with store.lock:  # no other writer between the two counts
+            before = store.next_ids.get(EVENT_TYPE, 1)
+            roll = self.random.random()
+            if roll < 0.6:
+                self._advance_task()
+            elif roll < 0.85:
+                self._publish_version()
+            else:
+                self._write_note()
+            written = store.next_ids.get(EVENT_TYPE, 1) - before
         self.events_written += written
         return written
 
-    def _advance_task(self) -> int:
+    def _advance_task(self) -> None:
         task = self.random.choice(self.demo.tasks)  # type: ignore[union-attr]
         row = self.site.store.active_row("Task", task["id"])
         if row is None:
-            return 0
+            return
         status = row.get("sg_status_list") or "wtg"
         if status == "fin":
             new_status = "ip" if self.random.random() < 0.2 else None  # a client retake
@@ -221,17 +226,17 @@ class ActivityGenerator:
                 STATUS_FLOW[STATUS_FLOW.index(status) + 1] if status in STATUS_FLOW else "ip"
             )
         if new_status is None:
-            return self._publish_version()
+            self._publish_version()
+            return
         actor = self._artist_for(row)
         with self.site.store.transaction() as tx:
             self.site.update(tx, actor, "Task", task["id"], {"sg_status_list": new_status})
-        return 1
 
-    def _publish_version(self) -> int:
+    def _publish_version(self) -> None:
         task = self.random.choice(self.demo.tasks)  # type: ignore[union-attr]
         row = self.site.store.active_row("Task", task["id"])
         if row is None:
-            return 0
+            return
         number = self._versions[task["id"]] = self._versions.get(task["id"], 0) + 1
         actor = self._artist_for(row)
         data = {
@@ -246,17 +251,17 @@ class ActivityGenerator:
             "sg_last_frame": 1001 + self.random.randint(24, 240),
         }
         self._create(actor, "Version", data)
-        return 1 + len(data)
 
-    def _write_note(self) -> int:
+    def _write_note(self) -> None:
         store = self.site.store
         versions = store.table("Version").ids
         if not versions:
-            return self._publish_version()
+            self._publish_version()
+            return
         version_id = versions[-1 - self.random.randrange(min(len(versions), 20))]
         version = store.active_row("Version", version_id)
         if version is None:
-            return 0
+            return
         reviewer = self.site.actor_for(self.random.choice(self.demo.artists))  # type: ignore[union-attr]
         data = {
             "subject": "Note on {}".format(version.get("code")),
@@ -266,7 +271,6 @@ class ActivityGenerator:
             "user": reviewer.user,
         }
         self._create(reviewer, "Note", data)
-        return 1 + len(data)
 
     def _artist_for(self, task_row: Dict[str, Any]) -> Actor:
         assignees = task_row.get("task_assignees") or self.demo.artists  # type: ignore[union-attr]

@@ -48,8 +48,10 @@ class Links:
         self.store = store
 
     def name_of(self, entity_type: str, row: Dict[str, Any]) -> Any:
+        """A link's `name`: the entity's name field (an Attachment's is its file's name)."""
         entity = self.schema.entity(entity_type)
-        return row.get(entity.name_field) if entity else None
+        name = row.get(entity.name_field) if entity else None
+        return name.get("name") if isinstance(name, dict) else name
 
     def render(self, link: Any) -> Optional[Dict[str, Any]]:
         """``{"type", "id", "name"}`` for a link to a live entity; None when retired or gone."""
