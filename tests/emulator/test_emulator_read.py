@@ -110,6 +110,7 @@ def test_order_puts_empty_values_last_ascending(sg, shots):
 
 
 def test_order_and_filter_by_a_url_field_use_its_name(sg, project):
+    sg.create("LocalStorage", {"code": "jobs", "linux_path": "/jobs"})  # a local file needs one
     for name in ("plate_b", "plate_a"):
         path = {"local_path": f"/jobs/{name}.exr", "name": name}
         sg.create("PublishedFile", {"code": name, "project": project, "path": path})

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import query, summaries
 from .errors import ApiError, AuthenticationError
 from .eventlog import EVENT_TYPE, Actor, EventLog
+from .files import ATTACHMENT, SiteFiles, file_value
 from .reverse import LinkChange, ReverseLinks, changed_links, link_keys
 from .schema import Field, Schema
 from .store import Row, Store, Transaction
@@ -34,6 +35,7 @@ class Site:
         self.links = Links(schema, store)
         self.events = EventLog(schema, store, self.links)
         self.reverse = ReverseLinks(schema, store)
+        self.files = SiteFiles(self)
         self._scripts: Dict[str, str] = {}
         self._script_users: Dict[str, Dict[str, Any]] = {}
         self._scripts_lock = threading.Lock()
@@ -48,6 +50,7 @@ class Site:
             "schema_read": self._schema_read,
             "schema_entity_read": self._schema_entity_read,
             "schema_field_read": self._schema_field_read,
+            "get_session_token": lambda actor, args: self.files.session_token(actor.name),
         }
         self.system = Actor(None, "Site")
 
@@ -248,8 +251,14 @@ class Site:
         entity_type: str,
         data: Dict[str, Any],
         return_fields: Optional[List[str]] = None,
+        entity_id: Optional[int] = None,
+        uploads: bool = False,
     ) -> Dict[str, Any]:
-        """Create an entity and log `New` plus one in-create `Change` per field set."""
+        """Create an entity and log `New` plus one in-create `Change` per field set.
+
+        `entity_id` is an id allocated beforehand, and `uploads` lets an Attachment hold an
+        uploaded file: both only for the site's own upload handling.
+        """
         entity = self._writable_type(entity_type, "create")
         if entity_type == EVENT_TYPE:
             return self._create_event(tx, actor, data, return_fields)
@@ -260,15 +269,20 @@ class Site:
             if field.default is not None:
                 row[field.name] = field.default
         set_fields = []
+        project = link_key(data.get("project"))
         for name, value in data.items():
             field = self._writable_field(entity_type, name, "create", creating=True)
-            row[name] = normalize(field, value, self.links, "create")
+            if field.data_type == "url":
+                row[name] = self._url_value(tx, actor, field, value, project, "create", uploads)
+            else:
+                row[name] = normalize(field, value, self.links, "create")
             if name not in ("created_at", "created_by"):
                 set_fields.append(field)
         if entity_type == "HumanUser" and not row.get("name"):
             full = "{} {}".format(row.get("firstname") or "", row.get("lastname") or "")
             row["name"] = full.strip() or row.get("login")
-        entity_id = self.store.allocate_id(entity_type)
+        if entity_id is None:
+            entity_id = self.store.allocate_id(entity_type)
         tx.insert(entity_type, entity_id, row)
         self.events.entity_created(tx, actor, entity_type, entity_id, row)
         stamps = {"updated_at": now, "updated_by": actor.user}
@@ -330,7 +344,16 @@ class Site:
                     f"API update() {field.entity_type}.{field.name}: multi_entity_update_mode "
                     f"{mode!r} applies to multi-entity fields only"
                 )
-            new = normalize(field, value, self.links, "update")
+            if field.data_type == "url":
+                if entity_type == ATTACHMENT and name == "this_file":
+                    raise ApiError(
+                        "API update() Attachment.this_file cannot be changed once the "
+                        "Attachment exists; create another Attachment"
+                    )
+                project = link_key(row.get("project"))
+                new = self._url_value(tx, actor, field, value, project, "update")
+            else:
+                new = normalize(field, value, self.links, "update")
             if old != new and not (old is None and new is False):
                 changes[name] = new
                 metas.append((field, old, self.events.change_meta(field, old, new)))
@@ -346,6 +369,39 @@ class Site:
                     cause = LinkChange(entity_type, entity_id, field, added, removed, old)
                     self._follow_reverse(tx, actor, cause, event_id, stamps, in_create=False)
         return query.render_entity(self.links, entity_type, entity_id, list(data))
+
+    def _url_value(
+        self,
+        tx: Transaction,
+        actor: Actor,
+        field: Field,
+        value: Any,
+        project: Optional[Tuple[str, int]],
+        method: str,
+        uploads: bool = False,
+    ) -> Any:
+        """What a url field stores: on an Attachment its file; elsewhere an Attachment
+        (an existing one given as {"type": "Attachment", "id"}, or one made now, logged as
+        a site logs it) read back as its file plus its type and id."""
+        if field.entity_type == ATTACHMENT:
+            return file_value(self.links, field, value, method, uploads)
+        if value is None:
+            return None
+        key = link_key(value)
+        if key is not None and key[0] == ATTACHMENT:
+            row = self.store.active_row(ATTACHMENT, key[1])
+            if row is None or not row.get("this_file"):
+                raise ApiError(
+                    f"API {method}() {field.entity_type}.{field.name}: Attachment {key[1]} "
+                    "does not exist, is retired or holds no file"
+                )
+            return {**row["this_file"], "type": ATTACHMENT, "id": key[1]}
+        this_file = file_value(self.links, field, value, method)
+        data: Dict[str, Any] = {"this_file": value}
+        if project is not None:
+            data["project"] = {"type": project[0], "id": project[1]}
+        created = self.create(tx, actor, ATTACHMENT, data)
+        return {**this_file, "type": ATTACHMENT, "id": created["id"]}
 
     def _follow_reverse(
         self,

@@ -78,6 +78,8 @@ class Emulator:
             control=lambda request: perform(self, request),
             faults=self.faults,
             stats=self._stats,
+            forms=self.site.files.form,
+            downloads=self.site.files.download,
         )
         self.port = self._server.server_address[1]
         self._thread = serve(self._server)

@@ -4,9 +4,13 @@ A threading HTTP/1.1 server with keep-alive, so each `shotgun_api3` connection (
 keeps one open) gets its own thread. Each response goes out in one write with TCP_NODELAY,
 so small replies never wait on Nagle's algorithm. API faults are always answered as JSON in
 the client's fault shape with HTTP 200 (the client turns them into `Fault`), never as an
-HTML 500; injected faults (503, 502, dropped connections, delays) apply to API requests
-only. The control path answers loopback peers only (others get 403). This module must never
-interpret API methods or site data: it hands bodies to the site and to the control handler.
+HTML 500. The client's form posts (``POST /upload/...``: uploads and thumbnails, as
+urlencoded or multipart forms) and file downloads (``GET /file_serve/...``, thumbnails)
+are parsed here and handed to the site as fields, files and the session cookie. Injected
+faults (503, 502, dropped connections, delays) apply to all of these site requests, never
+to the control path, which answers loopback peers only (others get 403). This module must
+never interpret API methods or site data: it hands requests to the site and to the control
+handler.
 """
 
 from __future__ import annotations
@@ -15,18 +19,23 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import socket
 import sys
 import threading
 import time
+import urllib.parse
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .errors import ApiError
 from .faults import Faults
 
 API_PATH = "/api3/json"
 CONTROL_PATH = "/_emulator/control"
+FORM_PREFIX = "/upload/"
+DOWNLOAD_PREFIXES = ("/file_serve/", "/thumbnail/")
 _JSON = "application/json; charset=utf-8"
 _MAX_BODY = 256 * 1024 * 1024
 
@@ -34,6 +43,10 @@ log = logging.getLogger("shotgun_events.emulator")
 
 ApiCall = Callable[[Any, Any], Any]
 ControlCall = Callable[[Dict[str, Any]], Any]
+#: (path, fields, files {name: (file name, bytes)}, site base URL) -> the answer's text.
+FormCall = Callable[[str, Dict[str, str], Dict[str, Tuple[str, bytes]], str], str]
+#: (path, session token from the cookie) -> (status, content type, body).
+DownloadCall = Callable[[str, Optional[str]], Tuple[int, str, bytes]]
 
 
 def encode(value: Any) -> bytes:
@@ -92,9 +105,13 @@ class SiteServer(ThreadingHTTPServer):
         control: ControlCall,
         faults: Faults,
         stats: Stats,
+        forms: Optional[FormCall] = None,
+        downloads: Optional[DownloadCall] = None,
     ) -> None:
         self.api = api
         self.control = control
+        self.forms = forms
+        self.downloads = downloads
         self.faults = faults
         self.stats = stats
         self.stopping = threading.Event()
@@ -155,12 +172,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._api(body)
         elif path == CONTROL_PATH:
             self._control(body)
+        elif path.startswith(FORM_PREFIX) and self.server.forms is not None:
+            self._form(path, body)
         else:
             self._send_json(404, {"error": f"no such path {path} (the API is POST {API_PATH})"})
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in ("/", API_PATH):
+        if path.startswith(DOWNLOAD_PREFIXES) and self.server.downloads is not None:
+            self._download(urllib.parse.unquote(path))
+        elif path in ("/", API_PATH):
             self._send_json(200 if path == "/" else 405, {"site_emulator": True, "api": API_PATH})
         else:
             self._send_json(404, {"error": f"no such path {path}"})
@@ -177,22 +198,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- the API --------------------------------------------------------------------------
 
-    def _api(self, body: bytes) -> None:
+    def _faulted(self) -> bool:
+        """Answer with the next injected fault, if one is planned; True when it answered."""
         fault = self.server.faults.next_fault()
         if fault.kind is not None:
             self.server.stats.record_fault()
         if fault.delay and self.server.stopping.wait(fault.delay):
             self.close_connection = True
-            return
+            return True
         if fault.kind == "drop":
             self.close_connection = True  # no answer at all: the client sees a reset
-            return
+            return True
         if fault.kind == "maintenance":
             headers = {"Retry-After": str(int(fault.retry_after) + 1)}
             self._send_text(503, "The site is down for maintenance.", headers)
-            return
+            return True
         if fault.kind == "http_error":
             self._send_text(fault.code, f"Injected HTTP {fault.code} from the site emulator.")
+            return True
+        return False
+
+    def _api(self, body: bytes) -> None:
+        if self._faulted():
             return
         method, response = self._call_api(body)
         data = self._response(200, encode(response), _JSON)
@@ -216,6 +243,47 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("site emulator failed on %s", method)
             message = f"Site emulator internal error in {method}: {error!r}"
             return method, ApiError(message).as_response()
+
+    # --- forms and downloads ---------------------------------------------------------------
+
+    def _form(self, path: str, body: bytes) -> None:
+        if self._faulted():
+            return
+        try:
+            fields, files = parse_form(self.headers.get("Content-Type", ""), body)
+            answer = self.server.forms(path, fields, files, self._base_url())  # type: ignore[misc]
+        except ValueError as error:
+            answer = f"0\nThe form could not be read: {error}"
+        except Exception as error:  # a bug here must still answer, as a site's error text
+            log.exception("site emulator failed on %s", path)
+            answer = f"0\nSite emulator internal error on {path}: {error!r}"
+        data = self._response(200, answer.encode("utf-8"), "text/plain; charset=utf-8")
+        self.server.stats.record(path, len(body), len(data))
+        self._write(data)
+
+    def _download(self, path: str) -> None:
+        if self._faulted():
+            return
+        try:
+            code, content_type, body = self.server.downloads(path, self._session())  # type: ignore[misc]
+        except Exception as error:
+            log.exception("site emulator failed on %s", path)
+            code, content_type, body = 500, "text/plain", repr(error).encode("utf-8")
+        data = self._response(code, body, content_type)
+        self.server.stats.record(path.split("/")[1], 0, len(data))
+        self._write(data)
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        return f"http://{host}"
+
+    def _session(self) -> Optional[str]:
+        try:
+            cookie = SimpleCookie(self.headers.get("Cookie") or "")
+        except CookieError:
+            return None
+        morsel = cookie.get("_session_id")
+        return morsel.value if morsel is not None else None
 
     # --- control ----------------------------------------------------------------------------
 
@@ -285,6 +353,56 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             self.close_connection = True
+
+
+def parse_form(
+    content_type: str, body: bytes
+) -> Tuple[Dict[str, str], Dict[str, Tuple[str, bytes]]]:
+    """A posted form's fields and files: urlencoded, or multipart as the client encodes it."""
+    kind, _, parameters = content_type.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        return dict(pairs), {}
+    boundary = ""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "boundary":
+            boundary = value.strip('"')
+    if not boundary:
+        raise ValueError("a multipart form without a boundary")
+    fields: Dict[str, str] = {}
+    files: Dict[str, Tuple[str, bytes]] = {}
+    for part in _parts(body, boundary.encode("latin-1")):
+        head, _, content = part.partition(b"\r\n\r\n")
+        disposition = ""
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            if line.lower().startswith("content-disposition:"):
+                disposition = line
+        name = _disposition_value(disposition, "name")
+        if name is None:
+            continue
+        filename = _disposition_value(disposition, "filename")
+        if filename is None:
+            fields[name] = content.decode("utf-8")
+        else:
+            files[name] = (filename, content)
+    return fields, files
+
+
+def _parts(body: bytes, boundary: bytes) -> List[bytes]:
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        parts.append(chunk[2:] if chunk.startswith(b"\r\n") else chunk)
+    return [part[:-2] if part.endswith(b"\r\n") else part for part in parts]
+
+
+def _disposition_value(disposition: str, key: str) -> Optional[str]:
+    found = re.search(r";\s*" + key + r'="([^"]*)"', disposition)
+    return found.group(1) if found else None
 
 
 def _is_loopback(host: str) -> bool:
