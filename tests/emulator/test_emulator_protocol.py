@@ -62,8 +62,8 @@ def test_removed_script_is_refused_and_added_one_accepted(emulator, sg):
 
 
 def test_unknown_method_is_a_fault_naming_the_method(sg):
-    with pytest.raises(shotgun_api3.Fault, match="'note_thread_contents' is not supported"):
-        sg.note_thread_read(1)
+    with pytest.raises(shotgun_api3.Fault, match="'make_coffee' is not supported"):
+        sg._call_rpc("make_coffee", {})
 
 
 def test_bad_filter_is_a_fault_naming_the_field(sg):

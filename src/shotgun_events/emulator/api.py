@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import query, summaries
+from . import activity, query, search, summaries
 from .errors import ApiError, AuthenticationError
 from .eventlog import EVENT_TYPE, Actor, EventLog
 from .files import ATTACHMENT, SiteFiles, file_value
@@ -22,6 +22,26 @@ from .store import Row, Store, Transaction
 from .values import Links, link_key, normalize, utc_now
 
 SITE_VERSION = [8, 50, 0]
+#: Methods a site has (the client calls them) that the emulator does not emulate: each is
+#: answered with a fault saying so.
+NOT_EMULATED = (
+    "export_page",
+    "nav_expand",
+    "nav_search",
+    "schema_entity_create",
+    "schema_entity_delete",
+    "schema_entity_update",
+    "schema_field_create",
+    "schema_field_delete",
+    "schema_field_update",
+    "update_project_last_accessed_by_current_user",
+    "user_subscriptions_create",
+    "user_subscriptions_read",
+    "work_schedule_read",
+    "work_schedule_update",
+)
+#: Site preferences `preferences_read` knows (the ones the client's own tests read).
+PREFERENCES = {"date_component_order": "month_day", "support_local_storage": True}
 _MULTI_MODES = ("set", "add", "remove")
 _SITE_STAMPS = ("updated_at", "updated_by")
 
@@ -36,6 +56,7 @@ class Site:
         self.events = EventLog(schema, store, self.links)
         self.reverse = ReverseLinks(schema, store)
         self.files = SiteFiles(self)
+        self.follows = activity.Follows(self.links)
         self._scripts: Dict[str, str] = {}
         self._script_users: Dict[str, Dict[str, Any]] = {}
         self._scripts_lock = threading.Lock()
@@ -51,6 +72,14 @@ class Site:
             "schema_entity_read": self._schema_entity_read,
             "schema_field_read": self._schema_field_read,
             "get_session_token": lambda actor, args: self.files.session_token(actor.name),
+            "query_display_name_cache": lambda actor, args: search.text_search(self.links, args),
+            "note_thread_contents": lambda actor, args: activity.note_thread(self.links, args),
+            "activity_stream": lambda actor, args: activity.activity_stream(self.links, args),
+            "follow": lambda actor, args: self.follows.follow(args),
+            "unfollow": lambda actor, args: self.follows.unfollow(args),
+            "followers": lambda actor, args: self.follows.followers(args),
+            "following": lambda actor, args: self.follows.following(args),
+            "preferences_read": self._preferences_read,
         }
         self.system = Actor(None, "Site")
 
@@ -148,6 +177,11 @@ class Site:
         if method_name == "info":
             return self.info()
         method = self._methods.get(method_name)  # type: ignore[arg-type]
+        if method is None and method_name in NOT_EMULATED:
+            raise ApiError(
+                f"API method '{method_name}' is not emulated: the site emulator has no "
+                "schema changes, work schedules, page exports, subscriptions or navigation"
+            )
         if method is None:
             supported = ", ".join(["info", *sorted(self._methods)])
             raise ApiError(
@@ -174,6 +208,12 @@ class Site:
 
     def _summarize(self, actor: Actor, args: Any) -> Any:
         return summaries.summarize(self.links, args)
+
+    def _preferences_read(self, actor: Actor, args: Any) -> Any:
+        wanted = (args or {}).get("prefs") if isinstance(args, dict) else None
+        if not wanted:
+            return dict(PREFERENCES)
+        return {name: PREFERENCES[name] for name in wanted if name in PREFERENCES}
 
     def _schema_read(self, actor: Actor, args: Any) -> Any:
         return self.schema.describe()
@@ -278,6 +318,8 @@ class Site:
                 row[name] = normalize(field, value, self.links, "create")
             if name not in ("created_at", "created_by"):
                 set_fields.append(field)
+        if entity_type == "Reply" and "user" not in data:
+            row["user"] = actor.user  # a reply's author is who writes it
         if entity_type == "HumanUser" and not row.get("name"):
             full = "{} {}".format(row.get("firstname") or "", row.get("lastname") or "")
             row["name"] = full.strip() or row.get("login")

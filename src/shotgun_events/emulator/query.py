@@ -516,6 +516,8 @@ class ReadRequest:
         self.per_page = _positive(paging.get("entities_per_page"), "entities_per_page")
         self.page = _positive(paging.get("current_page"), "current_page") or 1
         self.sorts = params.get("sorts") or []
+        self.presets = params.get("additional_filter_presets")
+        self.without_archived = params.get("include_archived_projects") is False
         self.counts = bool(params.get("return_paging_info"))
         self.has_next_info = bool(params.get("return_paging_info_without_counts"))
         self.has_next_page = False  # set once the page is known
@@ -535,24 +537,31 @@ def read(links: Links, params: Any) -> Dict[str, Any]:
     if links.schema.entity(request.entity_type) is None:
         raise ApiError(f"API read() unknown entity type {request.entity_type!r}")
     predicate = compile_filters(links, request.entity_type, request.filters, "read")
+    if request.without_archived:
+        predicate = without_archived_projects(links, request.entity_type, predicate)
+    presets = compile_presets(links, request.entity_type, request.presets)
     sorts = _compile_sorts(links, request.entity_type, request.sorts)
     renderers = _compile_fields(links, request.entity_type, request.fields)
     table = links.store.table(request.entity_type)
     with links.store.lock:
-        ids, total = _matching_ids(table, request, predicate, sorts)
+        ids, total = _matching_ids(table, request, predicate, sorts, presets)
         entities = [_render_row(request.entity_type, i, table.rows[i], renderers) for i in ids]
     return _read_response(request, entities, total)
 
 
 def _matching_ids(
-    table: Table, request: ReadRequest, predicate: Predicate, sorts: List[Tuple[Getter, bool]]
+    table: Table,
+    request: ReadRequest,
+    predicate: Predicate,
+    sorts: List[Tuple[Getter, bool]],
+    presets: Optional[Callable[[List[int], Dict[int, Row]], List[int]]] = None,
 ) -> Tuple[List[int], int]:
     """The ids on the requested page, and how many matched (-1 when not counted)."""
     offset = (request.page - 1) * (request.per_page or 0)
     by_id_only = all(getter is None for getter, _ in sorts)
     descending = bool(sorts) and by_id_only and sorts[0][1]
     wanted = None
-    if by_id_only and not request.counts and request.per_page:
+    if by_id_only and not request.counts and request.per_page and presets is None:
         wanted = offset + request.per_page + 1  # one more tells whether a next page exists
     found: List[int] = []
     rows, retired = table.rows, table.retired
@@ -563,6 +572,8 @@ def _matching_ids(
             found.append(entity_id)
             if wanted is not None and len(found) >= wanted:
                 break
+    if presets is not None:
+        found = presets(found, rows)
     if not by_id_only:
         found = _sorted_ids(found, rows, sorts)
     total = len(found) if wanted is None else -1
@@ -572,6 +583,89 @@ def _matching_ids(
     else:
         page_ids = found if request.page == 1 else []
     return page_ids, total
+
+
+def without_archived_projects(links: Links, entity_type: str, predicate: Predicate) -> Predicate:
+    """`predicate`, and not in an archived Project (``include_archived_projects=False``)."""
+    store = links.store
+    if entity_type == "Project":
+        return lambda entity_id, row: not row.get("archived") and predicate(entity_id, row)
+    if links.schema.field(entity_type, "project") is None:
+        return predicate
+
+    def check(entity_id: int, row: Row) -> bool:
+        project = row.get("project")
+        archived = project and (store.row("Project", project["id"]) or {}).get("archived")
+        return not archived and predicate(entity_id, row)
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------
+# additional_filter_presets (the client's reference, "Additional Filter Presets")
+
+_LATEST_BY = ("ENTITIES_CREATED_AT", "BY_PIPELINE_STEP_NUMBER_AND_ENTITIES_CREATED_AT")
+_SITE_PRESETS = {"Version": ("LATEST", "CUT_SHOT_VERSIONS"), "Cut": ("LATEST",)}
+Preset = Callable[[List[int], Dict[int, Row]], List[int]]
+
+
+def compile_presets(links: Links, entity_type: str, presets: Any) -> Optional[Preset]:
+    """The presets of a read as one function narrowing the matching ids, or None."""
+    if presets is None:
+        return None
+    where = "API read() additional_filter_presets"
+    if not isinstance(presets, list) or not all(isinstance(p, dict) for p in presets):
+        raise ApiError(f"{where} must be a list of {{'preset_name': ..., ...}} objects")
+    names = [preset.get("preset_name") for preset in presets]
+    if None in names or "" in names:
+        raise ApiError(f"{where}: every preset needs a 'preset_name'")
+    known = _SITE_PRESETS.get(entity_type, ())
+    for name in names:
+        if name not in known:
+            raise ApiError(
+                "{}: {!r} is not a preset for {} (presets for it: {})".format(
+                    where, name, entity_type, ", ".join(known) or "none"
+                )
+            )
+        if name == "CUT_SHOT_VERSIONS":
+            raise ApiError(f"{where}: CUT_SHOT_VERSIONS is not emulated (the site has no Cuts)")
+    if names.count("LATEST") > 1:
+        raise ApiError(f"{where}: only one LATEST preset may be given")
+    latest_by = presets[names.index("LATEST")].get("latest_by")
+    if latest_by not in _LATEST_BY:
+        raise ApiError(
+            "{}: LATEST needs latest_by {} for {}, got {!r}".format(
+                where, " or ".join(_LATEST_BY), entity_type, latest_by
+            )
+        )
+    return _latest_versions(links, by_step=latest_by != "ENTITIES_CREATED_AT")
+
+
+def _latest_versions(links: Links, by_step: bool) -> Preset:
+    """Per linked entity, the Version created last (or the one furthest in the pipeline:
+    its task's step with the highest list_order, then the one created last)."""
+    store = links.store
+
+    def step_order(row: Row) -> Any:
+        task_link = row.get("sg_task")
+        task = store.active_row("Task", task_link["id"]) if task_link else None
+        step_link = (task or {}).get("step")
+        step = store.active_row("Step", step_link["id"]) if step_link else None
+        order = (step or {}).get("list_order")
+        return (order is not None, order or 0)
+
+    def narrow(ids: List[int], rows: Dict[int, Row]) -> List[int]:
+        best: Dict[Any, Tuple[Any, int]] = {}
+        for entity_id in ids:
+            row = rows[entity_id]
+            key = links.key(row.get("entity"))
+            rank = (step_order(row) if by_step else (), row.get("created_at") or "", entity_id)
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, entity_id)
+        chosen = {entity_id for _, entity_id in best.values()}
+        return [entity_id for entity_id in ids if entity_id in chosen]
+
+    return narrow
 
 
 def _read_response(request: ReadRequest, entities: List[Any], total: int) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ import datetime
 from typing import Any, Callable, Dict, List, Tuple
 
 from .errors import ApiError
-from .query import FieldPath, compile_filters, resolve_path
+from .query import FieldPath, compile_filters, resolve_path, without_archived_projects
 from .store import Row
 from .values import Links, render
 
@@ -25,6 +25,8 @@ def summarize(links: Links, params: Any) -> Dict[str, Any]:
     if links.schema.entity(entity_type) is None:
         raise ApiError(f"API summarize() unknown entity type {entity_type!r}")
     predicate = compile_filters(links, entity_type, params.get("filters"), "summarize")
+    if params.get("include_archived_projects") is False:
+        predicate = without_archived_projects(links, entity_type, predicate)
     summaries = _compile_summaries(links, entity_type, params.get("summaries"))
     groupings = _compile_groupings(links, entity_type, params.get("grouping") or [])
     table = links.store.table(entity_type)
@@ -53,6 +55,11 @@ def _compile_summaries(links: Links, entity_type: str, specs: Any) -> List[Summa
         path = resolve_path(links, entity_type, spec.get("field"), "summarize")
         kind = spec.get("type")
         maker = _SUMMARY_TYPES.get(kind)  # type: ignore[arg-type]
+        if maker is None and kind in _SITE_ONLY_SUMMARIES:
+            raise ApiError(
+                f"API summarize() {path.name}: summary type {kind!r} is not emulated "
+                "(emulated: {})".format(", ".join(sorted(_SUMMARY_TYPES)))
+            )
         if maker is None:
             raise ApiError(
                 "API summarize() {}: unknown summary type {!r} (supported: {})".format(
@@ -133,6 +140,28 @@ _SUMMARY_TYPES: Dict[str, Callable[[Links, FieldPath], Callable[[Rows], Any]]] =
 }
 
 
+#: Summary and grouping types a site has (the client's summarize() documents them) that the
+#: emulator does not compute: their results' forms are not documented.
+_SITE_ONLY_SUMMARIES = frozenset({"percentage", "status_percentage", "status_list"})
+_SITE_ONLY_GROUPINGS = frozenset(
+    {
+        "tens",
+        "hundreds",
+        "thousands",
+        "tensofthousands",
+        "hundredsofthousands",
+        "millions",
+        "day",
+        "week",
+        "month",
+        "quarter",
+        "year",
+        "clustered_date",
+        "oneday",
+        "fivedays",
+    }
+)
+
 # --- grouping -----------------------------------------------------------------------------
 
 Grouping = Tuple[FieldPath, str, bool]
@@ -148,9 +177,14 @@ def _compile_groupings(links: Links, entity_type: str, specs: Any) -> List[Group
         path = resolve_path(links, entity_type, spec.get("field"), "summarize")
         kind = spec.get("type", "exact")
         if kind not in ("exact", "entitytype", "firstletter"):
+            known = (
+                "a site's grouping type that is not emulated"
+                if kind in _SITE_ONLY_GROUPINGS
+                else "unknown"
+            )
             raise ApiError(
-                f"API summarize() grouping type {kind!r} is not supported by the emulator "
-                "(supported: exact, entitytype, firstletter)"
+                f"API summarize() grouping type {kind!r} is {known} "
+                "(emulated: exact, entitytype, firstletter)"
             )
         if spec.get("direction", "asc") not in ("asc", "desc"):
             raise ApiError("API summarize() grouping direction must be asc or desc")
