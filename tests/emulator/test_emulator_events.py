@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import shotgun_api3
 from emulator_support import EVENT_FIELDS
@@ -112,18 +114,35 @@ def test_retirement_and_revival_events_and_retired_entity_reads_back_none(
     shot = sg.create("Shot", {"code": "doomed", "project": project})
     start = emulator.latest_event_id()
     sg.delete("Shot", shot["id"])
-    (retirement,) = events_after(start)
+    retirement, dated = events_after(start)
     assert retirement["event_type"] == "Shotgun_Shot_Retirement"
-    assert retirement["meta"]["type"] == "entity_retirement"
-    assert retirement["meta"]["class_name"] == "Shot"
-    assert retirement["meta"]["entity_id"] == shot["id"]
+    meta = retirement["meta"]
+    assert meta["type"] == "entity_retirement"
+    assert (meta["class_name"], meta["display_name"]) == ("Shot", "doomed")
+    assert meta["entity_id"] == meta["id"] == shot["id"]
+    # A site writes the date as "2015-07-13 22:32:35 UTC", which reaches plugins as text:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", meta["retirement_date"])
     assert retirement["entity"] is None  # the link points at a retired row
     assert retirement["project"]["id"] == project["id"]
+    assert (dated["event_type"], dated["attribute_name"]) == (
+        "Shotgun_Shot_Change",
+        "retirement_date",
+    )
+    assert dated["meta"] == {
+        "type": "attribute_change",
+        "attribute_name": "retirement_date",
+        "entity_type": "Shot",
+        "entity_id": shot["id"],
+        "old_value": None,
+        "new_value": meta["retirement_date"],
+    }
+    assert dated["entity"] is None
     sg.revive("Shot", shot["id"])
-    revival = events_after(retirement["id"])[0]
+    revival = events_after(dated["id"])[0]
     assert revival["event_type"] == "Shotgun_Shot_Revival"
     assert revival["meta"]["type"] == "entity_revival"
     assert revival["meta"]["class_name"] == "Shot"
+    assert revival["meta"]["display_name"] == "doomed"
     assert revival["entity"]["id"] == shot["id"]
 
 

@@ -162,9 +162,10 @@ def test_a_retired_entity_leaves_the_other_side_and_comes_back_when_revived(
     sg.delete("Task", first["id"])
     assert field(sg, shot, "tasks") == [link(second, "two")]
     assert sg.find("Shot", [["tasks", "is", first]]) == []
-    assert [e["event_type"] for e in events_after(start)] == ["Shotgun_Task_Retirement"]
+    events = [(e["event_type"], e["attribute_name"]) for e in events_after(start)]
+    assert events == [("Shotgun_Task_Retirement", None), ("Shotgun_Task_Change", "retirement_date")]
     sg.update("Shot", shot["id"], {"tasks": [second]})  # what a reader sees: no change
-    assert emulator.latest_event_id() == start + 1
+    assert emulator.latest_event_id() == start + 2
     sg.revive("Task", first["id"])
     assert ids(field(sg, shot, "tasks")) == ids([first, second])
     assert field(sg, first, "entity")["id"] == shot["id"]

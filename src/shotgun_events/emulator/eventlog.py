@@ -11,6 +11,7 @@ what changed; the API layer tells it.
 
 from __future__ import annotations
 
+import datetime
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -193,12 +194,28 @@ class EventLog:
     def entity_retired(
         self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int, row: Row
     ) -> None:
-        self._lifecycle(tx, actor, entity_type, entity_id, row, "Retirement", "retired")
+        """`Shotgun_<Type>_Retirement`, then the `Change` of `retirement_date` a site logs
+        with it (Autodesk's own sg-jira-bridge watches that change to see a TimeLog go)."""
+        when = retirement_date()
+        self._lifecycle(tx, actor, entity_type, entity_id, row, "Retirement", when)
+        meta = {
+            "type": "attribute_change",
+            "attribute_name": "retirement_date",
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "old_value": None,
+            "new_value": when,
+        }
+        name = self.links.name_of(entity_type, row)
+        description = f'{actor.name} changed "Date Retired" to "{when}" on {entity_type} {name}'
+        self._write(
+            tx, actor, entity_type, entity_id, row, "Change", "retirement_date", meta, description
+        )
 
     def entity_revived(
         self, tx: Transaction, actor: Actor, entity_type: str, entity_id: int, row: Row
     ) -> None:
-        self._lifecycle(tx, actor, entity_type, entity_id, row, "Revival", "revived")
+        self._lifecycle(tx, actor, entity_type, entity_id, row, "Revival", None)
 
     def _lifecycle(
         self,
@@ -208,17 +225,20 @@ class EventLog:
         entity_id: int,
         row: Row,
         kind: str,
-        verb: str,
+        retired_at: Optional[str],
     ) -> None:
+        name = self.links.name_of(entity_type, row)
         meta = {
             "type": "entity_retirement" if kind == "Retirement" else "entity_revival",
             "entity_type": entity_type,
             "entity_id": entity_id,
+            "id": entity_id,
             "class_name": entity_type,
+            "display_name": name,
         }
-        if kind == "Retirement":
-            meta["retirement_date"] = utc_now()
-        name = self.links.name_of(entity_type, row)
+        if retired_at is not None:
+            meta["retirement_date"] = retired_at
+        verb = "retired" if kind == "Retirement" else "revived"
         description = f"{actor.name} {verb} {entity_type} {name}"
         self._write(tx, actor, entity_type, entity_id, row, kind, None, meta, description)
 
@@ -352,6 +372,12 @@ class Reservation:
                 tx.insert(EVENT_TYPE, self.id, row)
             self.committed = True
         return self.id
+
+
+def retirement_date() -> str:
+    """Now, as a site writes a retirement date in `meta`: ``2015-07-13 22:32:35 UTC`` (a
+    plain string the client leaves alone, unlike the wire's ``...T...Z`` datetimes)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _attribute_change_meta(field: Field) -> Dict[str, Any]:
