@@ -4,7 +4,10 @@
 the script name and key (or `sudo_as_login`), dispatches to the method, and returns the
 `results` value or raises ApiError, which the server answers in the client's fault shape.
 Every write runs in one store transaction and logs its events there, so a `batch` is
-atomic and its events appear together. This module must never speak HTTP.
+atomic and its events appear together: a link change is followed to the reverse fields
+(reverse.py), a url field's value becomes an Attachment (files.py). Reads, summaries,
+search and the social calls are answered by their own modules. This module must never
+speak HTTP.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import datetime
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import ApiError
+from .presets import Preset, compile_presets
 from .schema import NUMERIC_TYPES, Field
 from .store import Row, Table
 from .values import Links, link_key, render
@@ -554,7 +555,7 @@ def _matching_ids(
     request: ReadRequest,
     predicate: Predicate,
     sorts: List[Tuple[Getter, bool]],
-    presets: Optional[Callable[[List[int], Dict[int, Row]], List[int]]] = None,
+    presets: Optional[Preset] = None,
 ) -> Tuple[List[int], int]:
     """The ids on the requested page, and how many matched (-1 when not counted)."""
     offset = (request.page - 1) * (request.per_page or 0)
@@ -599,73 +600,6 @@ def without_archived_projects(links: Links, entity_type: str, predicate: Predica
         return not archived and predicate(entity_id, row)
 
     return check
-
-
-# ---------------------------------------------------------------------------------------
-# additional_filter_presets (the client's reference, "Additional Filter Presets")
-
-_LATEST_BY = ("ENTITIES_CREATED_AT", "BY_PIPELINE_STEP_NUMBER_AND_ENTITIES_CREATED_AT")
-_SITE_PRESETS = {"Version": ("LATEST", "CUT_SHOT_VERSIONS"), "Cut": ("LATEST",)}
-Preset = Callable[[List[int], Dict[int, Row]], List[int]]
-
-
-def compile_presets(links: Links, entity_type: str, presets: Any) -> Optional[Preset]:
-    """The presets of a read as one function narrowing the matching ids, or None."""
-    if presets is None:
-        return None
-    where = "API read() additional_filter_presets"
-    if not isinstance(presets, list) or not all(isinstance(p, dict) for p in presets):
-        raise ApiError(f"{where} must be a list of {{'preset_name': ..., ...}} objects")
-    names = [preset.get("preset_name") for preset in presets]
-    if None in names or "" in names:
-        raise ApiError(f"{where}: every preset needs a 'preset_name'")
-    known = _SITE_PRESETS.get(entity_type, ())
-    for name in names:
-        if name not in known:
-            raise ApiError(
-                "{}: {!r} is not a preset for {} (presets for it: {})".format(
-                    where, name, entity_type, ", ".join(known) or "none"
-                )
-            )
-        if name == "CUT_SHOT_VERSIONS":
-            raise ApiError(f"{where}: CUT_SHOT_VERSIONS is not emulated (the site has no Cuts)")
-    if names.count("LATEST") > 1:
-        raise ApiError(f"{where}: only one LATEST preset may be given")
-    latest_by = presets[names.index("LATEST")].get("latest_by")
-    if latest_by not in _LATEST_BY:
-        raise ApiError(
-            "{}: LATEST needs latest_by {} for {}, got {!r}".format(
-                where, " or ".join(_LATEST_BY), entity_type, latest_by
-            )
-        )
-    return _latest_versions(links, by_step=latest_by != "ENTITIES_CREATED_AT")
-
-
-def _latest_versions(links: Links, by_step: bool) -> Preset:
-    """Per linked entity, the Version created last (or the one furthest in the pipeline:
-    its task's step with the highest list_order, then the one created last)."""
-    store = links.store
-
-    def step_order(row: Row) -> Any:
-        task_link = row.get("sg_task")
-        task = store.active_row("Task", task_link["id"]) if task_link else None
-        step_link = (task or {}).get("step")
-        step = store.active_row("Step", step_link["id"]) if step_link else None
-        order = (step or {}).get("list_order")
-        return (order is not None, order or 0)
-
-    def narrow(ids: List[int], rows: Dict[int, Row]) -> List[int]:
-        best: Dict[Any, Tuple[Any, int]] = {}
-        for entity_id in ids:
-            row = rows[entity_id]
-            key = links.key(row.get("entity"))
-            rank = (step_order(row) if by_step else (), row.get("created_at") or "", entity_id)
-            if key not in best or rank > best[key][0]:
-                best[key] = (rank, entity_id)
-        chosen = {entity_id for _, entity_id in best.values()}
-        return [entity_id for entity_id in ids if entity_id in chosen]
-
-    return narrow
 
 
 def _read_response(request: ReadRequest, entities: List[Any], total: int) -> Dict[str, Any]:
