@@ -633,6 +633,111 @@ def test_failed_checkpoint_keeps_the_last_good_file_and_retries(state_file, monk
     assert any("written again" in r.getMessage() for r in caplog.records)
 
 
+def _fail_checkpoints(monkeypatch):
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_gap_the_journal_could_not_record_holds_the_saved_position_before_it(
+    state_file, monkeypatch, caplog
+):
+    """The disk is full: the line that opens gap 15 fails. The plugin goes on in memory, but
+    what a kill leaves must not have passed 15, or its late event would never come."""
+    caplog.set_level(logging.INFO, LOGGER)
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=10)
+    journal = store.track(KEY, progress)
+    store.checkpoint()
+    _fail_journal_writes(monkeypatch)
+    _fail_checkpoints(monkeypatch)
+    advance(progress, journal, 20, opened=[15], deadline=time.monotonic() + 300)
+    for position in range(21, 40):
+        advance(progress, journal, position)
+    store.checkpoint()
+    assert progress.position == 39  # the plugin was not held up
+
+    loaded = make_store(state_file).load()  # a kill -9 now
+    assert loaded.plugins[KEY].position == 14
+    held = [r for r in caplog.records if "stays before event id 15" in r.getMessage()]
+    assert len(held) == 1  # said once, not once per event
+
+    monkeypatch.undo()  # the disk has room again: the next line is a full snapshot
+    advance(progress, journal, 40)
+    loaded = make_store(state_file).load()
+    assert loaded.plugins[KEY].position == 40
+    assert set(loaded.plugins[KEY].gaps) == {15}
+    assert any("moves on again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_final_checkpoint_that_fails_leaves_the_position_before_an_unrecorded_gap(
+    state_file, monkeypatch
+):
+    """SIGTERM on a full disk: the final checkpoint fails too; the slots file is kept, and it
+    holds the position before the gap, not the position in memory."""
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=10)
+    journal = store.track(KEY, progress)
+    store.checkpoint()
+    _fail_journal_writes(monkeypatch)
+    _fail_checkpoints(monkeypatch)
+    advance(progress, journal, 12, opened=[11], deadline=time.monotonic() + 300)
+    advance(progress, journal, 13)
+    store.close()
+    monkeypatch.undo()
+
+    assert make_store(state_file).load().plugins[KEY].position == 10
+
+
+def test_a_checkpoint_records_the_gaps_the_journal_could_not(state_file, monkeypatch):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=10)
+    journal = store.track(KEY, progress)
+    _fail_journal_writes(monkeypatch)
+    advance(progress, journal, 20, opened=[15], deadline=time.monotonic() + 300)
+    store.checkpoint()  # only the journal fails: the state file now holds gap 15
+    advance(progress, journal, 21, opened=[21 - 1], deadline=time.monotonic() + 300)
+    advance(progress, journal, 30)
+
+    loaded = make_store(state_file).load()  # a kill -9: the later gap 20 is held before
+    assert loaded.plugins[KEY].position == 20
+    assert set(loaded.plugins[KEY].gaps) == {15}
+
+
+def test_a_gap_delivered_or_given_up_no_longer_holds_the_position(state_file, monkeypatch):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=10)
+    journal = store.track(KEY, progress)
+    store.checkpoint()
+    _fail_journal_writes(monkeypatch)
+    advance(progress, journal, 20, opened=[15], deadline=time.monotonic() + 300)
+    advance(progress, journal, 21, closed=[15])  # its late event was delivered
+
+    assert make_store(state_file).load().plugins[KEY].position == 21
+
+
+def test_a_reset_the_journal_cannot_take_changes_nothing(state_file, monkeypatch):
+    store = make_store(state_file)
+    store.load()
+    progress = PluginProgress(position=50)
+    journal = store.track(KEY, progress)
+    advance(progress, journal, 60, opened=[55], deadline=time.monotonic() + 300)
+    _fail_journal_writes(monkeypatch)
+
+    assert not journal.reset_to(20)
+    assert progress.position == 60 and set(progress.gaps) == {55}
+    assert "No space left" in journal.problem
+    monkeypatch.undo()
+    assert journal.reset_to(20)
+    loaded = make_store(state_file).load()
+    assert loaded.plugins[KEY].position == 20 and loaded.plugins[KEY].gaps == {}
+
+
 def test_vanished_state_folder_keeps_progress_in_memory_until_it_returns(tmp_path, caplog):
     folder = tmp_path / "state"
     folder.mkdir()

@@ -163,9 +163,25 @@ def _not_guessed(
 
 
 class ProgressJournal:
-    """The handle a plugin's worker records its progress through (see ``StateStore.track``)."""
+    """The handle a plugin's worker records its progress through (see ``StateStore.track``).
 
-    __slots__ = ("_detached", "_resync", "_slot", "_store", "index", "key", "progress")
+    What it keeps on disk never claims more than is true: a position passes a gap only once
+    the gap is on record (a journal line or a checkpoint), so while the state folder cannot
+    be written the saved position waits before the first gap not on record, and a crash
+    then delivers the events after it again instead of losing the late one.
+    """
+
+    __slots__ = (
+        "_detached",
+        "_held_at",
+        "_resync",
+        "_slot",
+        "_store",
+        "_unrecorded",
+        "index",
+        "key",
+        "progress",
+    )
 
     def __init__(
         self, store: StateStore, key: PluginKey, index: int, progress: PluginProgress
@@ -179,14 +195,21 @@ class ProgressJournal:
         self._detached = False
         #: Where a plain position step goes (see slots.py); None: everything is journaled.
         self._slot: Optional[Slot] = None
+        #: Gaps opened whose journal line failed (guarded by ``progress.lock``): until a
+        #: snapshot line or a checkpoint records them, the slot stays below the lowest.
+        self._unrecorded: Set[int] = set()
+        #: The gap the saved position waits before, once said (None: it does not wait).
+        self._held_at: Optional[int] = None
 
     def record(
         self, *, opened: Iterable[int] = (), closed: Iterable[int] = (), reset: bool = False
-    ) -> None:
-        """Append the progress's current position and the given gap changes to the journal.
+    ) -> bool:
+        """Save the progress's current position and the given gap changes.
 
-        The caller holds ``progress.lock`` and has already changed the progress. This never
-        raises for a disk fault: the store logs it once and keeps the progress in memory.
+        The caller holds ``progress.lock`` and has already changed the progress. Returns
+        whether the change is on record (False when the journal could not be written: the
+        store logged it once and keeps the progress in memory until a checkpoint). Never
+        raises for a disk fault.
         """
         position = self.progress.position
         slot = self._slot
@@ -194,17 +217,56 @@ class ProgressJournal:
             if not self._detached:
                 slot.advance(position)
                 self._store._changed = True
-            return
+            return True
         line = f"{'R' if reset else 'P'} {self.index} {'-' if position is None else position}"
         if opened or closed:
             line += self._store._gap_fields(self.progress.gaps, opened, closed)
         # The journal line first: a gap must be on record before a position passes it.
-        self._store._append(self, line + "\n")
+        written = self._store._append(self, line + "\n")
+        if not written:
+            self._unrecorded.update(opened)
         if slot is not None and not self._detached:
-            if reset:
+            if not reset:
+                slot.advance(self.savable(position))
+            elif written:  # a reset the journal does not hold must not half-happen
                 slot.set(position)
-            else:
-                slot.advance(position)
+        return written
+
+    def savable(self, position: Optional[int]) -> Optional[int]:
+        """The highest position the slot may show: ``position``, or just before the lowest
+        open gap that is not on record yet (said once per wait). Under ``progress.lock``."""
+        unrecorded = self._unrecorded
+        if unrecorded:
+            unrecorded.intersection_update(self.progress.gaps)  # delivered or expired: free
+        if not unrecorded or position is None or position < min(unrecorded):
+            if self._held_at is not None:
+                self._held_at = None
+                self._store._hold_ended(self.key)
+            return position
+        gap = min(unrecorded)
+        if self._held_at != gap:
+            self._held_at = gap
+            self._store._holding(self.key, gap)
+        return gap - 1
+
+    def reset_to(self, position: int) -> bool:
+        """An operator's reset: the position moves (even backwards) and every gap is dropped,
+        if the journal takes it; if not, nothing changes and the answer is False."""
+        progress = self.progress
+        with progress.lock:
+            before, gaps = progress.position, dict(progress.gaps)
+            progress.position = position
+            progress.gaps.clear()
+            if self.record(closed=sorted(gaps), reset=True):
+                return True
+            progress.position = before
+            progress.gaps.update(gaps)
+            return False
+
+    @property
+    def problem(self) -> str:
+        """Why the last write failed, for an operator's answer."""
+        return self._store.last_error or "the state folder cannot be written"
 
     def event_started(self, event_id: int, signature: int, done_before: int = 0) -> None:
         """A delivery starts (a memory write): forget what an earlier run of it finished,
@@ -307,9 +369,12 @@ class StateStore:
         with self._lock:
             index = self._indexes.setdefault(key, len(self._indexes) + 1)
             old = self._tracked.get(key)
+            journal = ProgressJournal(self, key, index, progress)
             if old is not None:
                 old._detached = True
-            journal = ProgressJournal(self, key, index, progress)
+                # What the old handle failed to write is still missing from the disk.
+                journal._resync = old._resync
+                journal._unrecorded = old._unrecorded
             self._tracked[key] = journal
             journal._slot = self._assign_slot(key)
         if journal._slot is not None:
@@ -368,12 +433,13 @@ class StateStore:
         parts.extend(f" -{gap:d}" for gap in closed)
         return "".join(parts)
 
-    def _append(self, journal: ProgressJournal, line: str) -> None:
-        """Hand one record to the operating system: one ``os.write``, no fsync, never raises."""
+    def _append(self, journal: ProgressJournal, line: str) -> bool:
+        """Hand one record to the operating system: one ``os.write``, no fsync, never raises.
+        True when the whole line was written (after a failure: a snapshot of everything)."""
         with self._journal_lock:
             self._changed = True
             if journal._detached:
-                return
+                return False
             if journal._resync:
                 line = journal.snapshot_line()
             if journal.key not in self._headed:
@@ -386,15 +452,17 @@ class StateStore:
                 written = os.write(fd, data)
             except OSError as exc:
                 self._journal_failed(journal, exc)
-                return
+                return False
             if written != len(data):
                 self._torn = True
                 self._journal_failed(journal, OSError(errno.ENOSPC, "short write"))
-                return
+                return False
             self._torn = False
             self._headed.add(journal.key)
             journal._resync = False
+            journal._unrecorded.clear()  # the line was a snapshot: every gap is on record
             self._writes_ok += 1
+            return True
 
     def _journal_failed(self, journal: ProgressJournal, exc: OSError) -> None:
         journal._resync = True
@@ -404,6 +472,18 @@ class StateStore:
             f"cannot append to the journal {self._journal_path(self._current_generation())}: "
             f"{exc}; progress is kept in memory and saved at the next checkpoint",
         )
+
+    def _holding(self, key: PluginKey, gap: int) -> None:
+        self.log.warning(
+            "Plugin %s/%s: its saved position stays before event id %d, a gap the journal "
+            "could not record; the plugin goes on, and a restart before the state folder is "
+            "writable again delivers the events after that id again (none is lost).",
+            *key,
+            gap,
+        )
+
+    def _hold_ended(self, key: PluginKey) -> None:
+        self.log.info("Plugin %s/%s: its saved position moves on again.", *key)
 
     def _journal_path(self, generation: int) -> Path:
         return self.path.with_name(f"{self.path.name}.journal.{generation}")
@@ -486,7 +566,7 @@ class StateStore:
             if self._loaded_anything and not self._tracked:
                 return  # stopped before any plugin was tracked: keep the loaded file as it is
             generation = self._switch_generation()
-            snapshot = self._copy_progress()
+            snapshot, unrecorded = self._copy_progress()
             try:
                 self._write_state_file(_classic_state(snapshot))
             except OSError as exc:
@@ -499,6 +579,7 @@ class StateStore:
                 )
                 return
             self._main_is_good = True
+            self._now_on_record(unrecorded)
             self._recovered("checkpoint", "The state file %s is written again.")
             self._delete_journals_before(generation)
             self._delete_old_slot_files()
@@ -537,30 +618,47 @@ class StateStore:
         for journal in journals:
             if journal._slot is not None:
                 with journal.progress.lock:
-                    journal._slot.set(journal.progress.position)
+                    journal._slot.set(journal.savable(journal.progress.position))
+
+    def _now_on_record(self, unrecorded: Dict[ProgressJournal, Set[int]]) -> None:
+        """Gaps the journal failed to record are in the state file just written: positions
+        may pass them again (their slots move at the plugins' next step)."""
+        for journal, gaps in unrecorded.items():
+            with journal.progress.lock:
+                journal._unrecorded.difference_update(gaps)
 
     def _delete_old_slot_files(self) -> None:
         while self._old_slot_files:
             _remove_quietly(self._old_slot_files.pop())
 
-    def _copy_progress(self) -> Dict[PluginKey, Tuple[Optional[int], Dict[int, float]]]:
-        """Each tracked plugin's position and gaps (as wall-clock expiries), under its lock."""
+    def _copy_progress(
+        self,
+    ) -> Tuple[
+        Dict[PluginKey, Tuple[Optional[int], Dict[int, float]]],
+        Dict[ProgressJournal, Set[int]],
+    ]:
+        """Each tracked plugin's position and gaps (as wall-clock expiries), under its lock;
+        and the gaps in the copy that the journal failed to record."""
         with self._lock:
             journals = list(self._tracked.values())
         copied = {}
+        unrecorded: Dict[ProgressJournal, Set[int]] = {}
         for journal in journals:
             progress = journal.progress
             with progress.lock:
                 copied[journal.key] = (progress.position, dict(progress.gaps))
+                if journal._unrecorded:
+                    unrecorded[journal] = set(journal._unrecorded)
         wall = self._wall()
         offset = wall - self._monotonic()
-        return {
+        snapshot = {
             key: (
                 position,
                 {gap: _finite(deadline + offset, wall) for gap, deadline in gaps.items()},
             )
             for key, (position, gaps) in copied.items()
         }
+        return snapshot, unrecorded
 
     def _write_state_file(self, state: dict) -> None:
         """Temp file, fsync, keep the current good file as ``.prev``, rename, fsync the folder."""

@@ -869,7 +869,7 @@ class PluginWorker:
                     self.journal.record(closed=[skipped])
                 self.failed_event_id = None
             else:
-                self._set_position(skipped, reset=False)
+                self._move_past(skipped)
             self.plugin.logger.warning(
                 "Operator %s skipped event %d of plugin %s.", request.user, skipped, name
             )
@@ -884,7 +884,14 @@ class PluginWorker:
             request.finish(self.plugin.active, f"plugin {name}: {self._describe()}")
         elif request.action == "reset" and request.position is not None:
             before = self.progress.position
-            self._set_position(request.position, reset=True)
+            if not self.journal.reset_to(request.position):
+                request.finish(
+                    False,
+                    f"plugin {name}: the reset could not be saved ({self.journal.problem}); "
+                    f"its position stays at {before}",
+                )
+                return
+            self._forget_failed_event()
             self.plugin.logger.warning(
                 "Operator %s reset plugin %s from event %s to event %d.",
                 request.user,
@@ -903,15 +910,15 @@ class PluginWorker:
         else:
             request.finish(False, f"unknown command {request.action!r}")
 
-    def _set_position(self, position: int, reset: bool) -> None:
-        """Move the position (forward, or anywhere for a reset, which also drops gaps)."""
+    def _move_past(self, event_id: int) -> None:
+        """Move the position forward to ``event_id`` (an operator's skip)."""
         with self.progress.lock:
-            closed = list(self.progress.gaps) if reset else []
-            for gap in closed:
-                del self.progress.gaps[gap]
-            if reset or position > (self.progress.position or 0):
-                self.progress.position = position
-            self.journal.record(closed=closed, reset=reset)
+            if event_id > (self.progress.position or 0):
+                self.progress.position = event_id
+            self.journal.record()
+        self._forget_failed_event()
+
+    def _forget_failed_event(self) -> None:
         self.failed_event_id = None
         self._restart_strict_order()
 

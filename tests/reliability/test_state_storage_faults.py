@@ -17,6 +17,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -243,6 +244,50 @@ def test_daemon_restarted_on_a_full_disk_runs_alerts_and_skips_nothing(
         "State storage faults",
         "restart on a full disk",
         f"ran and alerted; nothing skipped; {repeats} repeats after two kills -9",
+    )
+
+
+@pytest.mark.parametrize("end", ["kill -9", "SIGTERM"])
+def test_a_gap_opened_on_a_full_disk_is_not_passed_by_the_saved_position(
+    site, durable_daemon, figures, end
+):
+    """The disk is full when an id commits late: the journal cannot record the gap. Plugins go
+    on, but the position a kill (or a stop whose final checkpoint fails) leaves must stay
+    before the gap: after the restart the late event is delivered when it commits."""
+    daemon = durable_daemon
+    daemon.write_config(state_save_interval=0.2, gap_timeout=300)
+    with small_tmpfs(daemon.state_file.parent) as state_folder:
+        start_with_plugins(daemon)
+        before = new_events(site, 10)
+        wait_all_seen(daemon, before)
+        filler = fill_up(state_folder)
+        late = site.reserve_event_id()
+        during = new_events(site, 10)
+        wait_all_seen(daemon, during)  # plugins are not held up by the fault
+        daemon.wait_for(lambda: JOURNAL_FAULT in daemon.log(), 10, "the journal alert")
+        time.sleep(0.5)  # a few checkpoints fail too
+        refused = daemon.command("reset", "alpha", "--to", str(before[0]))
+        assert refused.returncode == 1, refused
+        assert "the reset could not be saved" in refused.stdout + refused.stderr
+        if end == "kill -9":
+            daemon.kill()
+        else:
+            assert daemon.stop() == 0
+        filler.unlink()
+        daemon.start()
+        daemon.wait_started()
+        wait_all_seen(daemon, during)
+        late.commit(event_type="Shotgun_Shot_Change", attribute_name="sg_status_list")
+        wait_all_seen(daemon, [late.id], timeout=10)
+        assert daemon.stop() == 0
+    held = daemon.count_in_log("stays before event id")
+    assert held == len(PLUGINS), "said once per plugin"
+    repeats = assert_nothing_skipped(daemon, before + during + [late.id])
+    assert repeats <= len(PLUGINS) * len(during)  # the events after the gap, at most
+    figures.add(
+        "State storage faults",
+        f"late id on a full disk, then {end}",
+        f"late event delivered after the restart; {repeats} events after the gap repeated",
     )
 
 
